@@ -1,0 +1,104 @@
+//! Use cases. Each owns its transaction; "now" and the caller's context are
+//! arguments, so tests drive expiry, throttling and TOTP windows.
+
+mod accounts;
+mod credentials;
+mod events;
+mod keys;
+mod login;
+mod page_token;
+mod password;
+mod sessions;
+mod throttle;
+mod totp;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+pub use accounts::AccountView;
+pub use credentials::{ServiceCredentials, ServicePrincipal};
+pub use events::{SecurityEventType, SecurityEventView};
+pub use keys::{KeyManager, PublishedKey};
+pub use login::LoginOutcome;
+pub use page_token::PageRequest;
+pub use sessions::{AccessGrant, IssuedSession, SessionView};
+pub use throttle::{CounterPolicy, ThrottlePolicy};
+pub use totp::TotpEnrollment;
+
+use crate::{
+    config::Settings,
+    crypto::{Cipher, PasswordHasher},
+    domain::TotpVerifier,
+};
+
+/// Who is calling and from where: feeds throttling and security events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub client_ip: String,
+    pub user_agent: String,
+    pub trace_id: String,
+}
+
+/// A second factor presented by the person.
+#[derive(Debug, Clone)]
+pub enum SecondFactor {
+    Totp(String),
+    RecoveryCode(String),
+}
+
+/// The identity service's state, shared by every request.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    settings: Settings,
+    hasher: PasswordHasher,
+    cipher: Cipher,
+    keys: KeyManager,
+    totp: TotpVerifier,
+    page_tokens: page_token::PageTokenSigner,
+}
+
+impl Identity {
+    /// Prepares the state; loads (or on first start creates) a signing key.
+    pub async fn new(
+        db: DatabaseConnection,
+        settings: Settings,
+        allow_weak_argon2: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        settings.argon2.validate(allow_weak_argon2)?;
+        let hasher = PasswordHasher::new(settings.argon2, settings.hash_concurrency)?;
+        let cipher = Cipher::new(settings.encryption_keys.clone())?;
+        let keys = KeyManager::load_or_create(db.clone(), cipher.clone(), now).await?;
+        let page_tokens = page_token::PageTokenSigner::derive(&settings.encryption_keys)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                hasher,
+                cipher,
+                keys,
+                totp: TotpVerifier::standard(),
+                page_tokens,
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn keys(&self) -> &KeyManager {
+        &self.inner.keys
+    }
+}

@@ -1,0 +1,19 @@
+//! The identity service's schema.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_create_identity_tables;
+
+/// Applies the identity service's migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_create_identity_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "identity_migrations".into_iden()
+    }
+}
