@@ -1,0 +1,6 @@
+mod accounts;
+mod events;
+mod service;
+mod sessions;
+mod throttle;
+mod totp;
