@@ -138,7 +138,9 @@ impl Application {
             .build_v1()
             .context("building gRPC reflection")?;
         let api = IdentityServiceServer::new(IdentityGrpc::new(identity, clock))
-            .max_decoding_message_size(64 * 1024);
+            // Large enough that an oversized field gets a clear INVALID_ARGUMENT
+            // from the handler rather than a transport error.
+            .max_decoding_message_size(2 * 1024 * 1024);
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let shutdown_reporter = reporter.clone();

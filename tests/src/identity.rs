@@ -30,6 +30,12 @@ pub const SERVICE_SECRET: &str = "test-service-secret-3f9a1c2e7b5d4a6f8e0c";
 #[derive(Clone)]
 pub struct ServiceToken(MetadataValue<tonic::metadata::Ascii>);
 
+impl ServiceToken {
+    pub fn new(secret: MetadataValue<tonic::metadata::Ascii>) -> Self {
+        Self(secret)
+    }
+}
+
 impl Interceptor for ServiceToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
         request

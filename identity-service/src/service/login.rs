@@ -60,14 +60,22 @@ impl Identity {
             .await?;
         let account_id = account.as_ref().map(|a| a.id);
 
-        if let Some(key) = &address_key {
-            throttle::reserve(self.db(), key, &policy.password_per_address, now).await?;
-        }
+        let address = match &address_key {
+            Some(key) => Some((
+                key,
+                throttle::reserve(self.db(), key, &policy.password_per_address, now).await?,
+            )),
+            None => None,
+        };
         let reserved =
             throttle::reserve(self.db(), &account_key, &policy.password_per_account, now).await;
         let reserved = match reserved {
             Err(e @ IdentityError::RateLimited { .. }) => {
                 tracing::warn!(account_id = ?account_id, "Password attempts throttled.");
+                // No password was checked: the address gets its attempt back.
+                if let Some((key, reserved)) = &address {
+                    throttle::release(self.db(), key, reserved, now).await?;
+                }
                 return Err(e);
             }
             other => other?,
@@ -109,8 +117,8 @@ impl Identity {
         };
 
         throttle::clear(self.db(), &account_key, now).await?;
-        if let Some(key) = &address_key {
-            throttle::release(self.db(), key, now).await?;
+        if let Some((key, reserved)) = &address {
+            throttle::release(self.db(), key, reserved, now).await?;
         }
         if needs_rehash {
             let hash = self.inner.hasher.hash(&password).await?;

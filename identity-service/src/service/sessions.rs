@@ -116,7 +116,7 @@ impl Identity {
         let has_totp = totp_enrolled(txn, account.id).await?;
         let account = view(account.clone(), has_totp);
         let (access_token, access_expires_at) =
-            self.issue_access_token(&account, id, &methods, now)?;
+            self.issue_access_token(&account, id, &methods, absolute, now)?;
         Ok(IssuedSession {
             session_id: id,
             refresh_token: refresh,
@@ -154,9 +154,11 @@ impl Identity {
         account: &AccountView,
         session_id: Uuid,
         methods: &[AuthMethod],
+        session_ends: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>)> {
-        let expires = now + duration(self.settings().access_token_ttl);
+        // Never outlives its session: offline verifiers cannot ask.
+        let expires = (now + duration(self.settings().access_token_ttl)).min(session_ends);
         let claims = Claims {
             iss: ISSUER.to_owned(),
             sub: account.id,
@@ -232,7 +234,7 @@ impl Identity {
         let account = view(account, has_totp);
         let methods = decode_methods(&session.auth_methods);
         let (access_token, access_expires_at) =
-            self.issue_access_token(&account, session.id, &methods, now)?;
+            self.issue_access_token(&account, session.id, &methods, absolute, now)?;
         Ok(IssuedSession {
             session_id: session.id,
             refresh_token: refresh,
@@ -279,7 +281,8 @@ impl Identity {
         if session.revoked_at.is_some() {
             return Err(IdentityError::SessionRevoked);
         }
-        if store::ms(now) >= session.absolute_expires_at {
+        let now_ms = store::ms(now);
+        if now_ms >= session.absolute_expires_at || now_ms >= session.idle_expires_at {
             return Err(IdentityError::SessionExpired);
         }
         Ok(AccessGrant {

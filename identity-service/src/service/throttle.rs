@@ -142,6 +142,18 @@ pub struct Reserved {
     pub failures: u32,
     /// True when this attempt reached the hard cap.
     pub reached_cap: bool,
+    /// The counter as it was before, for [`release`].
+    before: Before,
+}
+
+/// A counter's state before a reservation, and the version the reservation
+/// wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Before {
+    version: i64,
+    failures: i32,
+    next_allowed_at: Option<i64>,
+    last_failure_at: Option<i64>,
 }
 
 const CAS_ROUNDS: usize = 32;
@@ -209,6 +221,12 @@ pub async fn reserve(
             return Ok(Reserved {
                 failures,
                 reached_cap: policy.hard_cap.is_some_and(|cap| failures == cap),
+                before: Before {
+                    version: row.version + 1,
+                    failures: (failures - 1) as i32,
+                    next_allowed_at: next_allowed,
+                    last_failure_at: row.last_failure_at,
+                },
             });
         }
     }
@@ -238,12 +256,35 @@ pub async fn clear(db: &impl ConnectionTrait, key: &CounterKey, now: DateTime<Ut
 }
 
 /// After a success from a shared address: take this attempt's reservation
-/// back without forgiving anyone else's failures.
+/// back without forgiving anyone else's failures. When no one has reserved
+/// since, the counter returns to its state before the attempt (so the delay
+/// the reservation imposed goes too); otherwise only the count is reduced.
 pub async fn release(
     db: &impl ConnectionTrait,
     key: &CounterKey,
+    reserved: &Reserved,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let before = reserved.before;
+    let restored = counter::Entity::update_many()
+        .col_expr(counter::Column::Failures, Expr::value(before.failures))
+        .col_expr(counter::Column::Version, Expr::value(before.version + 1))
+        .col_expr(
+            counter::Column::NextAllowedAt,
+            Expr::value(before.next_allowed_at),
+        )
+        .col_expr(
+            counter::Column::LastFailureAt,
+            Expr::value(before.last_failure_at),
+        )
+        .col_expr(counter::Column::UpdatedAt, Expr::value(store::ms(now)))
+        .filter(counter::Column::Key.eq(key.0.clone()))
+        .filter(counter::Column::Version.eq(before.version))
+        .exec(db)
+        .await?;
+    if restored.rows_affected == 1 {
+        return Ok(());
+    }
     counter::Entity::update_many()
         .col_expr(
             counter::Column::Failures,

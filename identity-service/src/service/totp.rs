@@ -38,6 +38,12 @@ pub struct TotpEnrollment {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The counters a second-factor attempt reserved.
+struct Reservations {
+    account: CounterKey,
+    address: Option<(CounterKey, throttle::Reserved)>,
+}
+
 /// Which factor a successful check used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FactorUsed {
@@ -193,11 +199,17 @@ impl Identity {
         txn.commit().await?;
         self.second_factor_succeeded(account.id, reservations, now)
             .await?;
+        let session_ends = session::Entity::find_by_id(grant.session_id)
+            .one(self.db())
+            .await?
+            .map(|s| store::time(s.absolute_expires_at))
+            .ok_or(IdentityError::SessionRevoked)?;
         let view = view(account, true);
         let (token, expires) = self.issue_access_token(
             &view,
             grant.session_id,
             &[AuthMethod::Pwd, AuthMethod::Otp],
+            session_ends,
             now,
         )?;
         Ok((
@@ -365,7 +377,7 @@ impl Identity {
         account_id: Uuid,
         ctx: &RequestContext,
         now: DateTime<Utc>,
-    ) -> Result<Vec<CounterKey>> {
+    ) -> Result<Reservations> {
         let policy = self.settings().throttle;
         let account_key = CounterKey::for_account(Guess::SecondFactor, account_id);
         let reserved =
@@ -385,12 +397,23 @@ impl Identity {
             )
             .await?;
         }
-        let mut keys = vec![account_key];
-        if let Some(address_key) = CounterKey::for_address(Guess::SecondFactor, &ctx.client_ip) {
-            throttle::reserve(self.db(), &address_key, &policy.otp_per_address, now).await?;
-            keys.push(address_key);
-        }
-        Ok(keys)
+        let address = match CounterKey::for_address(Guess::SecondFactor, &ctx.client_ip) {
+            Some(key) => {
+                match throttle::reserve(self.db(), &key, &policy.otp_per_address, now).await {
+                    Ok(address) => Some((key, address)),
+                    Err(e) => {
+                        // No code was checked: the account gets its attempt back.
+                        throttle::release(self.db(), &account_key, &reserved, now).await?;
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Reservations {
+            account: account_key,
+            address,
+        })
     }
 
     async fn second_factor_failed(
@@ -406,15 +429,12 @@ impl Identity {
     async fn second_factor_succeeded(
         &self,
         _account_id: Uuid,
-        keys: Vec<CounterKey>,
+        reservations: Reservations,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut keys = keys.into_iter();
-        if let Some(account_key) = keys.next() {
-            throttle::clear(self.db(), &account_key, now).await?;
-        }
-        for address_key in keys {
-            throttle::release(self.db(), &address_key, now).await?;
+        throttle::clear(self.db(), &reservations.account, now).await?;
+        if let Some((key, reserved)) = &reservations.address {
+            throttle::release(self.db(), key, reserved, now).await?;
         }
         Ok(())
     }
