@@ -116,10 +116,6 @@ impl Identity {
             }
         };
 
-        throttle::clear(self.db(), &account_key, now).await?;
-        if let Some((key, reserved)) = &address {
-            throttle::release(self.db(), key, reserved, now).await?;
-        }
         if needs_rehash {
             let hash = self.inner.hasher.hash(&password).await?;
             account::Entity::update_many()
@@ -130,8 +126,16 @@ impl Identity {
                 .await?;
             tracing::info!(account_id = %account.id, "Password re-hashed with the current parameters.");
         }
+        let has_totp = totp_enrolled(self.db(), account.id).await?;
 
-        if totp_enrolled(self.db(), account.id).await? {
+        // One transaction for everything a success writes: the counters, and
+        // the challenge or the session with its event.
+        let txn = self.db().begin().await?;
+        throttle::clear(&txn, &account_key, now).await?;
+        if let Some((key, reserved)) = &address {
+            throttle::release(&txn, key, reserved, now).await?;
+        }
+        if has_totp {
             let token = OpaqueToken::generate(CHALLENGE_TOKEN_BYTES).map_err(|e| {
                 IdentityError::Unexpected(anyhow::anyhow!("random source failed: {e}"))
             })?;
@@ -150,17 +154,16 @@ impl Identity {
                 created_at: Set(at),
                 updated_at: Set(at),
             })
-            .exec_without_returning(self.db())
+            .exec_without_returning(&txn)
             .await?;
+            txn.commit().await?;
             return Ok(LoginOutcome::MfaRequired {
                 challenge_token: token.expose().to_owned(),
                 expires_at,
             });
         }
-
-        let txn = self.db().begin().await?;
         let session = self
-            .start_session(&txn, &account, vec![AuthMethod::Pwd], ctx, now)
+            .start_session(&txn, &account, vec![AuthMethod::Pwd], false, ctx, now)
             .await?;
         events::record(
             &txn,
@@ -241,6 +244,7 @@ impl Identity {
                 &txn,
                 &account,
                 vec![AuthMethod::Pwd, AuthMethod::Otp],
+                true,
                 ctx,
                 now,
             )

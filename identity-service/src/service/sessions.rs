@@ -88,6 +88,7 @@ impl Identity {
         txn: &impl ConnectionTrait,
         account: &account::Model,
         methods: Vec<AuthMethod>,
+        has_totp: bool,
         ctx: &RequestContext,
         now: DateTime<Utc>,
     ) -> Result<IssuedSession> {
@@ -113,7 +114,6 @@ impl Identity {
         .exec_without_returning(txn)
         .await?;
         let refresh = self.new_refresh_token(txn, id, now).await?;
-        let has_totp = totp_enrolled(txn, account.id).await?;
         let account = view(account.clone(), has_totp);
         let (access_token, access_expires_at) =
             self.issue_access_token(&account, id, &methods, absolute, now)?;

@@ -23,6 +23,14 @@ use sea_orm::{
 /// Opens the pool. SQLite files are created on first use, in WAL mode with a
 /// busy timeout so concurrent writers wait instead of failing.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let sqlite = url.starts_with("sqlite:");
+    // SQLite serializes writers anyway; a few connections suffice and each
+    // one costs a thread and a page cache.
+    let max_connections = if sqlite {
+        max_connections.min(4)
+    } else {
+        max_connections
+    };
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
@@ -36,6 +44,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // Checkpoints (which fsync) run in the background task
+                // below, not inside whichever request crosses the threshold.
+                .pragma("wal_autocheckpoint", "0")
         });
     if url.starts_with("sqlite:")
         && let Some(dir) = sqlite_parent_dir(url)
@@ -43,9 +54,32 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the database directory {}", dir.display()))?;
     }
-    Database::connect(options)
+    let db = Database::connect(options)
         .await
-        .context("connecting to the database")
+        .context("connecting to the database")?;
+    if sqlite {
+        tokio::spawn(checkpoint_in_background(db.clone()));
+    }
+    Ok(db)
+}
+
+/// Folds the SQLite write-ahead log into the database once a second, off
+/// the request path. Ends when the pool is closed.
+async fn checkpoint_in_background(db: DatabaseConnection) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = db
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            if matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed.");
+        }
+    }
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {

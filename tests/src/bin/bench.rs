@@ -331,6 +331,15 @@ async fn identity_benchmarks(
     Ok(())
 }
 
+/// What the gateway would pass: each simulated person has an address.
+fn client_info(email: &str) -> pb::ClientInfo {
+    let n = email.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    pb::ClientInfo {
+        ip_address: format!("198.51.100.{n}"),
+        user_agent: "recapp-bench".into(),
+    }
+}
+
 struct ServerRef {
     addr: String,
 }
@@ -377,7 +386,7 @@ async fn authenticate_load_addr(
                     .authenticate(pb::AuthenticateRequest {
                         email: email.clone(),
                         password: PASSWORD.into(),
-                        client_info: None,
+                        client_info: Some(client_info(&email)),
                     })
                     .await
                     .is_ok();
@@ -467,7 +476,7 @@ async fn complete_mfa_latency(server: &Server, n: usize) -> anyhow::Result<(Dura
             .authenticate(pb::AuthenticateRequest {
                 email: email.clone(),
                 password: PASSWORD.into(),
-                client_info: None,
+                client_info: Some(client_info(email)),
             })
             .await?
             .into_inner()
@@ -482,7 +491,7 @@ async fn complete_mfa_latency(server: &Server, n: usize) -> anyhow::Result<(Dura
             .complete_mfa_challenge(pb::CompleteMfaChallengeRequest {
                 challenge_token: challenge.challenge_token,
                 code: Some(pb::complete_mfa_challenge_request::Code::TotpCode(code)),
-                client_info: None,
+                client_info: Some(client_info(email)),
             })
             .await;
         let elapsed = t.elapsed();
