@@ -3,7 +3,10 @@
 
 use std::{env, io, path::PathBuf};
 
-const PROTOS: &[&str] = &["recapp/identity/v1/identity.proto"];
+const PROTOS: &[&str] = &[
+    "recapp/identity/v1/identity.proto",
+    "recapp/membership/v1/membership.proto",
+];
 
 fn main() -> io::Result<()> {
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(io::Error::other)?;

@@ -172,6 +172,23 @@ impl From<IdentityError> for tonic::Status {
     }
 }
 
+impl From<recapp_service_kit::email::InvalidEmail> for IdentityError {
+    fn from(error: recapp_service_kit::email::InvalidEmail) -> Self {
+        IdentityError::Invalid(error.into())
+    }
+}
+
+impl From<recapp_service_kit::PageTokenError> for IdentityError {
+    fn from(error: recapp_service_kit::PageTokenError) -> Self {
+        match error {
+            recapp_service_kit::PageTokenError::NegativePageSize => {
+                IdentityError::InvalidArgument(error.to_string())
+            }
+            recapp_service_kit::PageTokenError::Invalid => IdentityError::InvalidPageToken,
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for IdentityError {
     fn from(error: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;

@@ -1,7 +1,8 @@
 //! recapp identity service: accounts, argon2id passwords, TOTP with recovery
 //! codes, sessions and Ed25519-signed access tokens, over gRPC.
 
-pub mod clock;
+/// Injectable clocks (from the service kit).
+pub use recapp_service_kit::clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;

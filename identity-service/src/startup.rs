@@ -149,7 +149,7 @@ impl Application {
         let signal = async move {
             tokio::select! {
                 _ = stopped.wait_for(|s| *s) => {}
-                _ = terminate_signal() => {}
+                _ = recapp_service_kit::shutdown::terminate_signal() => {}
             }
             let _ = stop_on_signal.send(true);
             health_abort.abort();
@@ -219,27 +219,5 @@ async fn watch_database(
             _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-    }
-}
-
-async fn terminate_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

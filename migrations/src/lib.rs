@@ -12,5 +12,6 @@
 //! shipped is never edited: add a new one.
 
 pub mod identity;
+pub mod membership;
 
 pub use sea_orm_migration::MigratorTrait;

@@ -1,12 +1,20 @@
 //! The generated contracts of recapp's gRPC services.
 //!
-//! The `.proto` files beside this crate (`recapp/identity/v1/*.proto`) are the
+//! The `.proto` files beside this crate (`recapp/*/v1/*.proto`) are the
 //! source of truth; this crate only compiles them.
 
 /// `recapp.identity.v1`: accounts, credentials, sessions, signing keys.
 pub mod identity {
     pub mod v1 {
         tonic::include_proto!("recapp.identity.v1");
+    }
+}
+
+/// `recapp.membership.v1`: workspaces, members, invitations, permissions,
+/// audit.
+pub mod membership {
+    pub mod v1 {
+        tonic::include_proto!("recapp.membership.v1");
     }
 }
 

@@ -1,3 +1,4 @@
 //! End-to-end tests: one binary, a module per area.
 
 mod identity;
+mod membership;

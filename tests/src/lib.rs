@@ -7,6 +7,8 @@
 //! a missing URL fails the PostgreSQL tests instead of skipping them.
 
 pub mod identity;
+pub mod membership;
+pub mod smtp;
 
 use std::time::Duration;
 

@@ -31,6 +31,12 @@ pub enum DomainError {
     InvalidDisplayName(&'static str),
 }
 
+impl From<recapp_service_kit::email::InvalidEmail> for DomainError {
+    fn from(error: recapp_service_kit::email::InvalidEmail) -> Self {
+        DomainError::InvalidEmail(error.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

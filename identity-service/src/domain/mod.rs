@@ -2,7 +2,6 @@
 //! clock or transport. Functions that depend on time take it as an argument.
 
 mod account;
-mod email;
 mod error;
 mod password;
 mod recovery;
@@ -10,9 +9,9 @@ mod secret_token;
 mod totp;
 
 pub use account::{DisplayName, MAX_DISPLAY_NAME_CHARS};
-pub use email::EmailAddress;
 pub use error::DomainError;
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordPolicy};
+pub use recapp_service_kit::email::{EmailAddress, InvalidEmail};
 pub use recovery::{RECOVERY_CODE_COUNT, RecoveryCode};
 pub use secret_token::OpaqueToken;
 pub use totp::{

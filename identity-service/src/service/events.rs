@@ -124,19 +124,19 @@ impl Identity {
         let page = self
             .inner
             .page_tokens
-            .request(&list, page_size, page_token)?;
+            .request_uuid(&list, page_size, page_token)?;
         let mut query = security_event::Entity::find()
             .filter(security_event::Column::AccountId.eq(account_id))
             .order_by_desc(security_event::Column::Id)
             .limit(page.size + 1);
-        if let Some(before) = page.before {
+        if let Some(before) = page.cursor {
             query = query.filter(security_event::Column::Id.lt(before));
         }
         let mut rows = query.all(self.db()).await?;
         let next = if rows.len() as u64 > page.size {
             rows.truncate(page.size as usize);
             match rows.last() {
-                Some(last) => self.inner.page_tokens.encode(&list, last.id)?,
+                Some(last) => self.inner.page_tokens.encode_uuid(&list, last.id),
                 None => String::new(),
             }
         } else {

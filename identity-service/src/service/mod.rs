@@ -2,11 +2,9 @@
 //! arguments, so tests drive expiry, throttling and TOTP windows.
 
 mod accounts;
-mod credentials;
 mod events;
 mod keys;
 mod login;
-mod page_token;
 mod password;
 mod sessions;
 mod throttle;
@@ -18,11 +16,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 pub use accounts::AccountView;
-pub use credentials::{ServiceCredentials, ServicePrincipal};
 pub use events::{SecurityEventType, SecurityEventView};
 pub use keys::{KeyManager, PublishedKey};
 pub use login::LoginOutcome;
-pub use page_token::PageRequest;
+pub use recapp_service_kit::{PageRequest, ServiceCredentials, ServicePrincipal};
 pub use sessions::{AccessGrant, IssuedSession, SessionView};
 pub use throttle::{CounterPolicy, ThrottlePolicy};
 pub use totp::TotpEnrollment;
@@ -61,7 +58,7 @@ struct Inner {
     cipher: Cipher,
     keys: KeyManager,
     totp: TotpVerifier,
-    page_tokens: page_token::PageTokenSigner,
+    page_tokens: recapp_service_kit::PageTokens,
 }
 
 impl Identity {
@@ -76,7 +73,7 @@ impl Identity {
         let hasher = PasswordHasher::new(settings.argon2, settings.hash_concurrency)?;
         let cipher = Cipher::new(settings.encryption_keys.clone())?;
         let keys = KeyManager::load_or_create(db.clone(), cipher.clone(), now).await?;
-        let page_tokens = page_token::PageTokenSigner::derive(&settings.encryption_keys)?;
+        let page_tokens = page_token_key(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -101,4 +98,15 @@ impl Identity {
     pub fn keys(&self) -> &KeyManager {
         &self.inner.keys
     }
+}
+
+/// Page tokens are signed with a key derived from the active encryption
+/// key, so every replica agrees without another secret to configure.
+fn page_token_key(settings: &Settings) -> anyhow::Result<recapp_service_kit::PageTokens> {
+    let active = settings
+        .encryption_keys
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no encryption key"))?;
+    let secret = format!("identity page tokens\0{}", active.to_ring_entry());
+    Ok(recapp_service_kit::PageTokens::new(secret.as_bytes()))
 }

@@ -369,7 +369,7 @@ impl Identity {
         let page = self
             .inner
             .page_tokens
-            .request(&list, page_size, page_token)?;
+            .request_uuid(&list, page_size, page_token)?;
         let now_ms = store::ms(now);
         let mut query = session::Entity::find()
             .filter(session::Column::AccountId.eq(grant.account_id))
@@ -378,7 +378,7 @@ impl Identity {
             .filter(session::Column::AbsoluteExpiresAt.gt(now_ms))
             .order_by_desc(session::Column::Id)
             .limit(page.size + 1);
-        if let Some(before) = page.before {
+        if let Some(before) = page.cursor {
             query = query.filter(session::Column::Id.lt(before));
         }
         let mut rows = query.all(self.db()).await?;
@@ -386,7 +386,7 @@ impl Identity {
         if rows.len() as u64 > page.size {
             rows.truncate(page.size as usize);
             if let Some(last) = rows.last() {
-                next = self.inner.page_tokens.encode(&list, last.id)?;
+                next = self.inner.page_tokens.encode_uuid(&list, last.id);
             }
         }
         let sessions = rows

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use super::DomainError;
+/// Why an address was refused (a sentence fragment: "it is empty").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("The email address is not valid: {0}.")]
+pub struct InvalidEmail(pub &'static str);
 
 /// RFC 5321 limits: a forward path of 256 octets minus the angle brackets.
 const MAX_ADDRESS_BYTES: usize = 254;
@@ -23,24 +26,22 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     /// Trims, validates and lowercases `raw`.
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
         let address = raw.trim();
         if address.is_empty() {
-            return Err(DomainError::InvalidEmail("it is empty"));
+            return Err(InvalidEmail("it is empty"));
         }
         if address.len() > MAX_ADDRESS_BYTES {
-            return Err(DomainError::InvalidEmail(
-                "it is longer than 254 characters",
-            ));
+            return Err(InvalidEmail("it is longer than 254 characters"));
         }
         if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(DomainError::InvalidEmail(
+            return Err(InvalidEmail(
                 "it must not contain spaces or control characters",
             ));
         }
         let (local, domain) = match address.split_once('@') {
             Some((local, domain)) if !domain.contains('@') => (local, domain),
-            _ => return Err(DomainError::InvalidEmail("it must contain exactly one '@'")),
+            _ => return Err(InvalidEmail("it must contain exactly one '@'")),
         };
         check_local_part(local)?;
         check_domain(domain)?;
@@ -68,22 +69,22 @@ impl AsRef<str> for EmailAddress {
     }
 }
 
-fn check_local_part(local: &str) -> Result<(), DomainError> {
+fn check_local_part(local: &str) -> Result<(), InvalidEmail> {
     if local.is_empty() {
-        return Err(DomainError::InvalidEmail("the part before '@' is empty"));
+        return Err(InvalidEmail("the part before '@' is empty"));
     }
     if local.len() > MAX_LOCAL_PART_BYTES {
-        return Err(DomainError::InvalidEmail(
+        return Err(InvalidEmail(
             "the part before '@' is longer than 64 characters",
         ));
     }
     if !local.bytes().all(is_local_part_byte) {
-        return Err(DomainError::InvalidEmail(
+        return Err(InvalidEmail(
             "the part before '@' may only contain letters, digits, '.' and !#$%&'*+/=?^_`{|}~-",
         ));
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err(DomainError::InvalidEmail(
+        return Err(InvalidEmail(
             "the part before '@' must not start or end with a dot or contain two dots in a row",
         ));
     }
@@ -95,12 +96,12 @@ fn is_local_part_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-.".contains(&b)
 }
 
-fn check_domain(domain: &str) -> Result<(), DomainError> {
+fn check_domain(domain: &str) -> Result<(), InvalidEmail> {
     if domain.is_empty() {
-        return Err(DomainError::InvalidEmail("the domain after '@' is empty"));
+        return Err(InvalidEmail("the domain after '@' is empty"));
     }
     if !domain.is_ascii() {
-        return Err(DomainError::InvalidEmail(
+        return Err(InvalidEmail(
             "internationalized domains must be entered in punycode (xn--...)",
         ));
     }
@@ -108,26 +109,26 @@ fn check_domain(domain: &str) -> Result<(), DomainError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     {
-        return Err(DomainError::InvalidEmail(
+        return Err(InvalidEmail(
             "the domain may only contain letters, digits, '-' and '.'",
         ));
     }
     if !domain.contains('.') {
-        return Err(DomainError::InvalidEmail("the domain must contain a dot"));
+        return Err(InvalidEmail("the domain must contain a dot"));
     }
     for label in domain.split('.') {
         if label.is_empty() {
-            return Err(DomainError::InvalidEmail(
+            return Err(InvalidEmail(
                 "the domain must not start or end with a dot or contain two dots in a row",
             ));
         }
         if label.len() > MAX_LABEL_BYTES {
-            return Err(DomainError::InvalidEmail(
+            return Err(InvalidEmail(
                 "a part of the domain is longer than 63 characters",
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(DomainError::InvalidEmail(
+            return Err(InvalidEmail(
                 "a part of the domain must not start or end with '-'",
             ));
         }
@@ -141,7 +142,7 @@ mod tests {
 
     fn reason(raw: &str) -> &'static str {
         match EmailAddress::parse(raw) {
-            Err(DomainError::InvalidEmail(why)) => why,
+            Err(InvalidEmail(why)) => why,
             other => panic!("expected InvalidEmail for {raw:?}, got {other:?}"),
         }
     }

@@ -1,0 +1,242 @@
+//! Builds the server: its own listener (port 0 works), the database, the
+//! identity client, the email relay, and gRPC (API, health, reflection).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use recapp_migrations::{MigratorTrait, membership::Migrator};
+use recapp_proto::membership::v1::membership_service_server::MembershipServiceServer;
+use recapp_service_kit::{Clock, PageTokens, SystemClock};
+use sea_orm::DatabaseConnection;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    auth::Authenticator,
+    config::{MailSettings, Settings},
+    grpc::MembershipGrpc,
+    identity::IdentityClient,
+    outbox::{Mailer, OutboxRelay},
+    service::Membership,
+    store,
+};
+
+pub const SERVICE_NAME: &str = "recapp.membership.v1.MembershipService";
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    local_addr: SocketAddr,
+    listener: TcpListener,
+    membership: Membership,
+    auth: Authenticator,
+    relay: OutboxRelay,
+    outbox: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+pub struct StopHandle(watch::Sender<bool>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Knobs for tests and benchmarks.
+#[derive(Clone)]
+pub struct BuildOptions {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, BuildOptions::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
+        let db = store::connect(&settings.database_url, settings.database_max_connections).await?;
+        if settings.migrate_on_start {
+            Migrator::up(&db, None)
+                .await
+                .context("applying migrations")?;
+        }
+        let identity = IdentityClient::new(
+            &settings.identity_url,
+            &settings.identity_token,
+            settings.identity_timeout,
+        )?;
+        let auth = Authenticator::new(identity.clone(), settings.service_credentials.clone());
+        // Warm the key cache; if identity is not up yet, the first token
+        // with an unknown key fetches again.
+        auth.refetch_keys().await;
+        let outbox = Arc::new(Notify::new());
+        let membership = Membership::new(
+            db.clone(),
+            identity,
+            settings.policy.clone(),
+            PageTokens::new(&settings.page_token_bytes()),
+            outbox.clone(),
+        );
+        let mailer = match &settings.mail {
+            MailSettings::Smtp(smtp) => Mailer::smtp(smtp)?,
+            MailSettings::Files(dir) => Mailer::files(dir.clone())?,
+        };
+        let relay = OutboxRelay::new(
+            db,
+            mailer,
+            settings.mail_from.clone(),
+            settings.relay.clone(),
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            local_addr,
+            listener,
+            membership,
+            auth,
+            relay,
+            outbox,
+            clock: options.clock,
+            settings,
+            stop,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Serves until stopped (the handle, SIGTERM or Ctrl-C): then reports
+    /// NOT_SERVING, finishes in-flight calls within the grace period, stops
+    /// the relay and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            membership,
+            auth,
+            relay,
+            outbox,
+            clock,
+            settings,
+            stop,
+            local_addr,
+        } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        set_health(&reporter, ServingStatus::NotServing).await;
+        let db = membership.db().clone();
+        let health_task = tokio::spawn(watch_database(
+            db.clone(),
+            reporter.clone(),
+            stop.subscribe(),
+        ));
+        let relay_task = tokio::spawn(relay.run(outbox, stop.subscribe()));
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(recapp_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building gRPC reflection")?;
+        let api = MembershipServiceServer::new(MembershipGrpc::new(membership, auth, clock))
+            .max_decoding_message_size(1024 * 1024);
+
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut stopped = stop.subscribe();
+        let stop_on_signal = stop.clone();
+        let shutdown_reporter = reporter.clone();
+        let health_abort = health_task.abort_handle();
+        let signal = async move {
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => {}
+                _ = recapp_service_kit::shutdown::terminate_signal() => {}
+            }
+            let _ = stop_on_signal.send(true);
+            health_abort.abort();
+            tracing::info!("Shutting down: draining in-flight calls.");
+            set_health(&shutdown_reporter, ServingStatus::NotServing).await;
+        };
+        tracing::info!(address = %local_addr, "Membership service listening.");
+        let server = Server::builder()
+            .trace_fn(recapp_telemetry::grpc_server_span)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(api)
+            .serve_with_incoming_shutdown(incoming, signal);
+        let grace = settings.shutdown_grace;
+        let mut stop_watch = stop.subscribe();
+        tokio::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result.context("gRPC server failed"),
+            _ = async {
+                let _ = stop_watch.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("In-flight calls did not finish within the grace period.");
+                Ok(())
+            }
+        };
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(grace, relay_task).await;
+        health_task.abort();
+        db.close().await.ok();
+        tracing::info!("Membership service stopped.");
+        result
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+async fn watch_database(
+    db: DatabaseConnection,
+    reporter: HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let status = if store::ping(&db).await {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            set_health(&reporter, status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
