@@ -109,6 +109,16 @@ impl Authenticator {
         self.person(token, now).await.map(Caller::Person)
     }
 
+    /// Whether the request carries a valid service credential (only such
+    /// callers may say which client address a request came from).
+    pub fn from_trusted_service(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        metadata
+            .get("x-recapp-service-token")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|secret| self.credentials.authenticate(secret))
+            .is_some()
+    }
+
     async fn person(&self, access_token: &str, now: DateTime<Utc>) -> Result<Person> {
         let claims = match token::verify(access_token, &self.keys(), now.timestamp()) {
             Err(token::TokenError::UnknownKey(_)) => {

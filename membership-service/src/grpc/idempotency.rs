@@ -1,5 +1,6 @@
 //! AIP-155 request ids: a retried mutation with the same id gets the first
-//! answer back and changes nothing (no second email). The key is stored
+//! answer back and changes nothing (no second email); the same id with
+//! another method or other contents is refused. The key is stored
 //! after the first call succeeds; two calls racing with one id may both
 //! run, and then the later one's invariant checks (one pending invitation
 //! per address, single-use links) refuse the duplicate.
@@ -7,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnConflict};
+use sha2::Digest;
 
 use crate::{
     auth::Caller,
@@ -24,11 +26,14 @@ impl Idempotency {
         Self { db }
     }
 
+    /// `request` is the encoded request: a request id reused with another
+    /// method or other contents is refused (REQUEST_ID_REUSED).
     pub async fn run<T, F>(
         &self,
         caller: &Caller,
         request_id: &str,
         method: &str,
+        request: &[u8],
         now: DateTime<Utc>,
         call: F,
     ) -> Result<T>
@@ -50,12 +55,16 @@ impl Idempotency {
             ));
         }
         let principal = caller.principal();
+        // The method and a digest of the request: the same id with other
+        // contents is another request, and refused.
+        let digest = hex::encode(&sha2::Sha256::digest(request)[..16]);
+        let fingerprint = format!("{method}:{digest}");
         if let Some(stored) =
             idempotency_key::Entity::find_by_id((principal.clone(), request_id.to_owned()))
                 .one(&self.db)
                 .await?
         {
-            if stored.method != method {
+            if stored.method != fingerprint {
                 return Err(MembershipError::RequestIdReused);
             }
             return T::decode(stored.response.as_slice())
@@ -66,7 +75,7 @@ impl Idempotency {
         idempotency_key::Entity::insert(idempotency_key::ActiveModel {
             principal: Set(principal),
             request_id: Set(request_id.to_owned()),
-            method: Set(method.to_owned()),
+            method: Set(fingerprint),
             response: Set(response.encode_to_vec()),
             created_at: Set(at),
             updated_at: Set(at),

@@ -7,6 +7,7 @@ mod idempotency;
 
 use std::{sync::Arc, time::Duration};
 
+use prost::Message;
 use recapp_proto::membership::v1::{
     self as pb, membership_service_server::MembershipService as Api,
 };
@@ -56,9 +57,13 @@ impl MembershipGrpc {
     }
 
     fn context<T>(&self, request: &Request<T>) -> RequestContext {
+        // The client address is taken from metadata only when a trusted
+        // service (the gateway) says so; otherwise it is the peer.
+        let trusted = self.auth.from_trusted_service(request.metadata());
         let forwarded = request
             .metadata()
             .get("x-recapp-client-ip")
+            .filter(|_| trusted)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 64)
@@ -99,6 +104,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "CreateWorkspace",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let ws = self
@@ -171,6 +177,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "UpdateWorkspaceSettings",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let ws = self
@@ -210,6 +217,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "TransferOwnership",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let ws = self
@@ -300,6 +308,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "ChangeMemberRole",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let member = self
@@ -339,6 +348,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "DisableMember",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let member = self
@@ -371,6 +381,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "EnableMember",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let member = self
@@ -403,6 +414,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "RemoveMember",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     self.membership
@@ -433,6 +445,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "InviteMember",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let invitation = self
@@ -509,6 +522,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "ResendInvitation",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let invitation = self
@@ -547,6 +561,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "CancelInvitation",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let invitation = self
@@ -598,6 +613,7 @@ impl Api for MembershipGrpc {
                 &caller,
                 &req.request_id,
                 "AcceptInvitation",
+                &req.encode_to_vec(),
                 self.clock.now(),
                 async {
                     let (member, workspace) = self

@@ -361,11 +361,18 @@ fn candidates(now_ms: i64, batch: u64) -> Select<Entity> {
         .limit(batch)
 }
 
-/// Pending, due, and not leased by anyone.
+/// Pending, due, and not leased by anyone. A row never tried is due at
+/// once, as [`enqueue`](super::enqueue) promises, whatever clock stamped its
+/// `next_attempt_at` (the request's clock, which another replica's relay,
+/// or a test's injected clock, need not share); only retries wait for it.
 fn due(now_ms: i64) -> Condition {
     Condition::all()
         .add(Column::Status.eq(Status::Pending))
-        .add(Column::NextAttemptAt.lte(now_ms))
+        .add(
+            Condition::any()
+                .add(Column::Attempts.eq(0))
+                .add(Column::NextAttemptAt.lte(now_ms)),
+        )
         .add(
             Condition::any()
                 .add(Column::LockedUntil.is_null())

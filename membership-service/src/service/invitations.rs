@@ -35,12 +35,17 @@ use crate::{
 
 const TOKEN_BYTES: usize = 32;
 
+/// `(subject, text, html)` of an invitation email.
+type Template = fn(&str, &str, &str, &str, DateTime<Utc>) -> (String, String, String);
+
 /// What one invitation email links to.
 struct Link<'a> {
     email: &'a str,
     role: Role,
     token: &'a str,
     expires_at_ms: i64,
+    /// A resend: the email says the earlier link no longer works.
+    resent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +122,20 @@ impl Membership {
             role,
             token,
             expires_at_ms,
+            resent,
         } = link;
-        let (subject, text, html) = outbox::templates::invitation_email(
+        let (render, kind) = if resent {
+            (
+                outbox::templates::resend_email as Template,
+                "invitation_resent",
+            )
+        } else {
+            (
+                outbox::templates::invitation_email as Template,
+                "invitation",
+            )
+        };
+        let (subject, text, html) = render(
             &ws.name,
             inviter,
             role.label(),
@@ -129,7 +146,7 @@ impl Membership {
             txn,
             NewEmail {
                 workspace_id: Some(ws.id),
-                kind: "invitation".into(),
+                kind: kind.into(),
                 to: email.to_owned(),
                 subject,
                 text,
@@ -148,18 +165,29 @@ impl Membership {
         workspace_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let hour_ago = ms(now) - 3_600_000;
-        let sent = audit_event::Entity::find()
-            .filter(audit_event::Column::WorkspaceId.eq(workspace_id))
-            .filter(audit_event::Column::Action.is_in(["member.invited", "invitation.resent"]))
-            .filter(audit_event::Column::CreatedAt.gt(hour_ago))
+        const HOUR_MS: i64 = 3_600_000;
+        let cap = self.inner.policy.invitations_per_hour;
+        let in_the_hour = || {
+            audit_event::Entity::find()
+                .filter(audit_event::Column::WorkspaceId.eq(workspace_id))
+                .filter(audit_event::Column::Action.is_in(["member.invited", "invitation.resent"]))
+                .filter(audit_event::Column::CreatedAt.gt(ms(now) - HOUR_MS))
+        };
+        let sent = in_the_hour()
             .select_only()
             .column(audit_event::Column::Id)
             .count(txn)
             .await?;
-        if sent >= self.inner.policy.invitations_per_hour {
+        if sent >= cap {
+            // The wait until enough of this hour's emails leave the window.
+            let freed_by = in_the_hour()
+                .order_by_asc(audit_event::Column::CreatedAt)
+                .offset(sent - cap)
+                .one(txn)
+                .await?;
+            let wait_ms = freed_by.map_or(HOUR_MS, |e| e.created_at + HOUR_MS - ms(now));
             return Err(MembershipError::ResendLimit {
-                retry_after: Duration::from_secs(600),
+                retry_after: Duration::from_secs((wait_ms.max(1) as u64).div_ceil(1000)),
             });
         }
         Ok(())
@@ -258,6 +286,7 @@ impl Membership {
             role,
             token: &token,
             expires_at_ms: expires_at,
+            resent: false,
         };
         self.enqueue_invitation_email(&txn, &me.workspace, &me.person.email, link, now)
             .await?;
@@ -369,9 +398,10 @@ impl Membership {
             .await?;
         let cooldown = self.inner.policy.resend_cooldown.as_millis() as i64;
         if now_ms - row.sent_at < cooldown {
-            let wait = Duration::from_millis((cooldown - (now_ms - row.sent_at)) as u64);
+            // Rounded up: a client that waits exactly this long succeeds.
+            let wait_ms = (cooldown - (now_ms - row.sent_at)) as u64;
             return Err(MembershipError::ResendTooSoon {
-                retry_after: Duration::from_secs(wait.as_secs().max(1)),
+                retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
             });
         }
         self.check_hourly_cap(&txn, workspace_id, now).await?;
@@ -395,6 +425,7 @@ impl Membership {
             role,
             token: &token,
             expires_at_ms: expires_at,
+            resent: true,
         };
         self.enqueue_invitation_email(&txn, &me.workspace, &me.person.email, link, now)
             .await?;

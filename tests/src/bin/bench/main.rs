@@ -20,6 +20,8 @@ use tonic::{
     metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
 };
 
+mod membership;
+
 type Client = IdentityServiceClient<InterceptedService<Channel, ServiceToken>>;
 
 const SECRET: &str = "bench-service-secret-7d1e9c0b3a5f";
@@ -47,7 +49,18 @@ async fn main() -> anyhow::Result<()> {
 
     build_release_binaries()?;
     let mut rows = Vec::new();
-    identity_benchmarks(&mut rows, duration, cores).await?;
+    // `--only identity` or `--only membership` runs one part.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if only.as_deref().is_none_or(|o| o == "identity") {
+        identity_benchmarks(&mut rows, duration, cores).await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "membership") {
+        membership::benchmarks(&mut rows, duration).await?;
+    }
 
     let mut table = String::from("| benchmark | measured | target | ok |\n|---|---|---|---|\n");
     for row in &rows {
@@ -93,8 +106,8 @@ fn build_release_binaries() -> anyhow::Result<()> {
             "--release",
             "-p",
             "identity-service",
-            "--bin",
-            "identity-service",
+            "-p",
+            "membership-service",
         ])
         .current_dir(workspace_root())
         .status()
@@ -114,6 +127,11 @@ struct Server {
 
 impl Server {
     async fn start() -> anyhow::Result<Server> {
+        Self::start_with_principals(&[]).await
+    }
+
+    /// With more service principals allowed (name, secret).
+    async fn start_with_principals(extra: &[(&str, &str)]) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let binary = workspace_root().join("target/release/identity-service");
         let url = format!(
@@ -122,8 +140,14 @@ impl Server {
         );
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let credential =
+        let mut credential =
             identity_service::service::ServiceCredentials::config_entry("bench", SECRET);
+        for (name, secret) in extra {
+            credential.push(',');
+            credential.push_str(
+                &identity_service::service::ServiceCredentials::config_entry(name, secret),
+            );
+        }
         let child = Command::new(&binary)
             .args(["serve", "--migrate-on-start", "--log-format", "text"])
             .env("IDENTITY_LISTEN", &addr)
