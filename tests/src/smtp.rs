@@ -150,6 +150,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot
             _ = &mut stopped => break,
             accepted = listener.accept() => {
                 if let Ok((stream, peer)) = accepted {
+                    // Replies go out in several small writes: without this,
+                    // Nagle's algorithm and the client's delayed ACK add
+                    // ~40 ms to every exchange.
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(serve(stream, peer.ip(), shared.clone()));
                 }
             }
