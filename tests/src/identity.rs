@@ -155,6 +155,11 @@ impl TestIdentity {
         IdentityServiceClient::new(channel)
     }
 
+    /// Tells the service to stop, without waiting (it keeps its database).
+    pub fn stop_now(&self) {
+        self.stop.stop();
+    }
+
     /// Stops the service and waits for it to finish.
     pub async fn stop(mut self) {
         self.stop.stop();

@@ -6,3 +6,4 @@ mod invariants;
 mod invitations;
 mod lifecycle;
 mod members;
+mod service;
