@@ -7,10 +7,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use recapp_migrations::{MigratorTrait, identity::Migrator};
 use recapp_proto::identity::v1::identity_service_server::IdentityServiceServer;
-use sea_orm::DatabaseConnection;
+use recapp_service_kit::health::{DatabaseHealth, serve_with_grace};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::ServingStatus;
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -22,9 +22,6 @@ use crate::{
 
 /// The gRPC service name health reports on (besides the server-wide "").
 pub const SERVICE_NAME: &str = "recapp.identity.v1.IdentityService";
-
-/// How often health re-checks the database.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     local_addr: SocketAddr,
@@ -122,15 +119,12 @@ impl Application {
             local_addr,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        set_health(&reporter, ServingStatus::NotServing).await;
+        let health = DatabaseHealth::new(reporter, SERVICE_NAME);
+        health.set(ServingStatus::NotServing).await;
         let db = identity.db().clone();
         let mut stopped = stop.subscribe();
 
-        let health_task = tokio::spawn(watch_database(
-            db.clone(),
-            reporter.clone(),
-            stop.subscribe(),
-        ));
+        let health_task = tokio::spawn(health.clone().watch(db.clone(), stop.subscribe()));
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(recapp_proto::FILE_DESCRIPTOR_SET)
@@ -143,7 +137,7 @@ impl Application {
             .max_decoding_message_size(2 * 1024 * 1024);
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let shutdown_reporter = reporter.clone();
+        let shutdown_health = health.clone();
         let stop_on_signal = stop.clone();
         let health_abort = health_task.abort_handle();
         let signal = async move {
@@ -154,7 +148,7 @@ impl Application {
             let _ = stop_on_signal.send(true);
             health_abort.abort();
             tracing::info!("Shutting down: draining in-flight calls.");
-            set_health(&shutdown_reporter, ServingStatus::NotServing).await;
+            shutdown_health.set(ServingStatus::NotServing).await;
         };
         tracing::info!(address = %local_addr, "Identity service listening.");
         let server = Server::builder()
@@ -164,60 +158,11 @@ impl Application {
             .add_service(reflection)
             .add_service(api)
             .serve_with_incoming_shutdown(incoming, signal);
-        let grace = settings.shutdown_grace;
-        let mut stop_watch = stop.subscribe();
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result.context("gRPC server failed"),
-            _ = async {
-                let _ = stop_watch.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("In-flight calls did not finish within the grace period.");
-                Ok(())
-            }
-        };
+        let result = serve_with_grace(server, stop.subscribe(), settings.shutdown_grace).await;
         let _ = stop.send(true);
         health_task.abort();
         db.close().await.ok();
         tracing::info!("Identity service stopped.");
         result
-    }
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
-}
-
-/// NOT_SERVING until the database answers, and again whenever it stops.
-async fn watch_database(
-    db: DatabaseConnection,
-    reporter: HealthReporter,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last = None;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let status = if store::ping(&db).await {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(status) {
-            if status == ServingStatus::Serving {
-                tracing::info!("Database reachable: serving.");
-            } else {
-                tracing::warn!("Database unreachable: not serving.");
-            }
-            set_health(&reporter, status).await;
-            last = Some(status);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
     }
 }

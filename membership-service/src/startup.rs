@@ -6,14 +6,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use recapp_migrations::{MigratorTrait, membership::Migrator};
 use recapp_proto::membership::v1::membership_service_server::MembershipServiceServer;
+use recapp_service_kit::health::{DatabaseHealth, serve_with_grace};
 use recapp_service_kit::{Clock, PageTokens, SystemClock};
-use sea_orm::DatabaseConnection;
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
 use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::ServingStatus;
 
 use crate::{
     auth::Authenticator,
@@ -26,7 +26,6 @@ use crate::{
 };
 
 pub const SERVICE_NAME: &str = "recapp.membership.v1.MembershipService";
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
     local_addr: SocketAddr,
@@ -148,13 +147,10 @@ impl Application {
             local_addr,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        set_health(&reporter, ServingStatus::NotServing).await;
+        let health = DatabaseHealth::new(reporter, SERVICE_NAME);
+        health.set(ServingStatus::NotServing).await;
         let db = membership.db().clone();
-        let health_task = tokio::spawn(watch_database(
-            db.clone(),
-            reporter.clone(),
-            stop.subscribe(),
-        ));
+        let health_task = tokio::spawn(health.clone().watch(db.clone(), stop.subscribe()));
         let relay_task = tokio::spawn(relay.run(outbox, stop.subscribe()));
 
         let reflection = tonic_reflection::server::Builder::configure()
@@ -168,7 +164,7 @@ impl Application {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut stopped = stop.subscribe();
         let stop_on_signal = stop.clone();
-        let shutdown_reporter = reporter.clone();
+        let shutdown_health = health.clone();
         let health_abort = health_task.abort_handle();
         let signal = async move {
             tokio::select! {
@@ -178,7 +174,7 @@ impl Application {
             let _ = stop_on_signal.send(true);
             health_abort.abort();
             tracing::info!("Shutting down: draining in-flight calls.");
-            set_health(&shutdown_reporter, ServingStatus::NotServing).await;
+            shutdown_health.set(ServingStatus::NotServing).await;
         };
         tracing::info!(address = %local_addr, "Membership service listening.");
         let server = Server::builder()
@@ -188,55 +184,12 @@ impl Application {
             .add_service(reflection)
             .add_service(api)
             .serve_with_incoming_shutdown(incoming, signal);
-        let grace = settings.shutdown_grace;
-        let mut stop_watch = stop.subscribe();
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result.context("gRPC server failed"),
-            _ = async {
-                let _ = stop_watch.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("In-flight calls did not finish within the grace period.");
-                Ok(())
-            }
-        };
+        let result = serve_with_grace(server, stop.subscribe(), settings.shutdown_grace).await;
         let _ = stop.send(true);
-        let _ = tokio::time::timeout(grace, relay_task).await;
+        let _ = tokio::time::timeout(settings.shutdown_grace, relay_task).await;
         health_task.abort();
         db.close().await.ok();
         tracing::info!("Membership service stopped.");
         result
-    }
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
-}
-
-async fn watch_database(
-    db: DatabaseConnection,
-    reporter: HealthReporter,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last = None;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let status = if store::ping(&db).await {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(status) {
-            set_health(&reporter, status).await;
-            last = Some(status);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
     }
 }

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod credentials;
 pub mod db;
 pub mod email;
+pub mod health;
 pub mod page_token;
 pub mod shutdown;
 
