@@ -218,24 +218,25 @@ impl Membership {
             .invitation_lifetime
             .map(domain::invitation_lifetime)
             .transpose()?;
+        // The token may be minutes old: ask identity whether the admin has
+        // an authenticator app now, before taking the workspace lock (no
+        // network call is made while holding it).
+        let person = caller.person()?;
+        let enrolled = change.require_mfa != Some(true)
+            || person.totp_enrolled
+            || self
+                .inner
+                .identity
+                .get_account(person.account_id)
+                .await
+                .map_err(MembershipError::Unavailable)?
+                .is_some_and(|a| a.totp_enrolled);
         let txn = self.db().begin().await?;
         lock_workspace(&txn, workspace_id).await?;
         let me: Acting = acting(&txn, caller, workspace_id).await?;
         me.require_admin()?;
-        if change.require_mfa == Some(true) && !me.workspace.require_mfa {
-            // The token may be minutes old: ask identity whether the admin
-            // has an authenticator app now.
-            let enrolled = me.person.totp_enrolled
-                || self
-                    .inner
-                    .identity
-                    .get_account(me.person.account_id)
-                    .await
-                    .map_err(MembershipError::Unavailable)?
-                    .is_some_and(|a| a.totp_enrolled);
-            if !enrolled {
-                return Err(MembershipError::MfaEnrollmentRequiredToEnable);
-            }
+        if change.require_mfa == Some(true) && !me.workspace.require_mfa && !enrolled {
+            return Err(MembershipError::MfaEnrollmentRequiredToEnable);
         }
         let before = me.workspace.clone();
         let mut after = before.clone();
