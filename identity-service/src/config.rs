@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use recapp_service_kit::config::{read_file, read_secret};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
@@ -247,21 +248,6 @@ pub fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-}
-
-fn read_file(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-fn read_secret(
-    value: Option<SecretString>,
-    file: Option<&Path>,
-) -> anyhow::Result<Option<SecretString>> {
-    match (value, file) {
-        (Some(value), _) => Ok(Some(value)),
-        (None, Some(path)) => Ok(Some(SecretString::from(read_file(path)?.trim().to_owned()))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// The local development key: generated once under the data directory.

@@ -100,12 +100,13 @@ impl Authenticator {
                 .credentials
                 .authenticate(secret)
                 .ok_or(MembershipError::TokenInvalid)?;
-            return match bearer(metadata) {
+            return match recapp_service_kit::grpc::bearer_token(metadata) {
                 Some(token) => self.person(token, now).await.map(Caller::Person),
                 None => Ok(Caller::Service(principal)),
             };
         }
-        let token = bearer(metadata).ok_or(MembershipError::TokenMissing)?;
+        let token = recapp_service_kit::grpc::bearer_token(metadata)
+            .ok_or(MembershipError::TokenMissing)?;
         self.person(token, now).await.map(Caller::Person)
     }
 
@@ -179,16 +180,4 @@ impl Authenticator {
             }
         }
     }
-}
-
-fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
-    metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }

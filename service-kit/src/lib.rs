@@ -3,9 +3,11 @@
 //! signed page tokens.
 
 pub mod clock;
+pub mod config;
 pub mod credentials;
 pub mod db;
 pub mod email;
+pub mod grpc;
 pub mod health;
 pub mod page_token;
 pub mod shutdown;

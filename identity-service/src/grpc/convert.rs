@@ -1,6 +1,5 @@
 //! Domain -> proto conversions.
 
-use chrono::{DateTime, Utc};
 use recapp_access_token::AuthMethod;
 use recapp_proto::identity::v1 as pb;
 use uuid::Uuid;
@@ -9,12 +8,7 @@ use crate::service::{
     AccountView, IssuedSession, SecurityEventType, SecurityEventView, SessionView,
 };
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+pub use recapp_service_kit::grpc::timestamp;
 
 pub fn account_pb(a: AccountView) -> pb::Account {
     pb::Account {

@@ -53,16 +53,7 @@ impl IdentityGrpc {
 
     /// The person's access token, verified against a live session.
     async fn grant<T>(&self, request: &Request<T>) -> Result<AccessGrant, IdentityError> {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+        let token = recapp_service_kit::grpc::bearer_token(request.metadata())
             .ok_or(IdentityError::TokenMissing)?;
         self.identity.authorize(token, self.clock.now()).await
     }

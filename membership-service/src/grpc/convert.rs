@@ -1,6 +1,5 @@
 //! Domain <-> proto conversions.
 
-use chrono::{DateTime, Utc};
 use recapp_proto::membership::v1 as pb;
 
 use crate::{
@@ -9,12 +8,7 @@ use crate::{
     service::{AuditView, InvitationView, MemberView, WorkspaceView},
 };
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+pub use recapp_service_kit::grpc::timestamp;
 
 pub fn role_pb(role: Role) -> pb::Role {
     match role {
