@@ -169,6 +169,24 @@ pub fn grpc_server_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// The span for one incoming HTTP request (the gateway): an info span named `http`
+/// whose OpenTelemetry name is `METHOD path`, continuing the W3C trace context of the
+/// request's headers when they carry a valid one.
+pub fn http_server_span(method: &str, path: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.name = format!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = method,
+        url.path = path,
+    );
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
 /// The trace id (32 lowercase hex digits) of the current span, or `None` when there is no
 /// current span or no OpenTelemetry layer gave it a valid trace id.
 pub fn current_trace_id() -> Option<String> {
