@@ -56,6 +56,32 @@ struct Stops {
     gateway: gateway::StopHandle,
 }
 
+trait Stop: Send {
+    fn stop(&self);
+}
+
+impl Stop for identity_service::startup::StopHandle {
+    fn stop(&self) {
+        identity_service::startup::StopHandle::stop(self);
+    }
+}
+
+impl Stop for membership_service::startup::StopHandle {
+    fn stop(&self) {
+        membership_service::startup::StopHandle::stop(self);
+    }
+}
+
+struct StopOnError(Vec<Box<dyn Stop>>);
+
+impl Drop for StopOnError {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.stop();
+        }
+    }
+}
+
 fn secret() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -112,13 +138,10 @@ impl DevSystem {
         let identity_cli = <identity_service::config::Cli as clap::Parser>::try_parse_from([
             "identity-service",
             "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
+            "--listen=127.0.0.1:0",
+            &format!("--data-dir={}", data),
             "--migrate-on-start",
-            "--service-credentials",
-            &identity_credentials,
+            &format!("--service-credentials={identity_credentials}"),
         ])?;
         let identity_service::config::Command::Serve(args) = identity_cli.command else {
             bail!("identity arguments did not parse as serve");
@@ -132,6 +155,8 @@ impl DevSystem {
         // Running before membership starts: membership fetches its signing keys.
         let identity_stop = identity.stop_handle();
         let identity_task = tokio::spawn(identity.run_until_stopped());
+        // If a later step fails, what already runs is stopped again.
+        let mut started = StopOnError(vec![Box::new(identity_stop.clone())]);
 
         // The gateway's address goes into invitation links, so bind it next.
         let cookie_key = cookie_key(&options.data_dir)?;
@@ -151,19 +176,13 @@ impl DevSystem {
         let membership_cli = <membership_service::config::Cli as clap::Parser>::try_parse_from([
             "membership-service",
             "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
+            "--listen=127.0.0.1:0",
+            &format!("--data-dir={}", data),
             "--migrate-on-start",
-            "--identity-url",
-            &identity_url,
-            "--identity-token",
-            &membership_secret,
-            "--service-credentials",
-            &membership_credentials,
-            "--public-base-url",
-            &url,
+            &format!("--identity-url={identity_url}"),
+            &format!("--identity-token={}", membership_secret),
+            &format!("--service-credentials={}", membership_credentials),
+            &format!("--public-base-url={}", url),
         ])?;
         let membership_service::config::Command::Serve(args) = membership_cli.command else {
             bail!("membership arguments did not parse as serve");
@@ -176,23 +195,18 @@ impl DevSystem {
         let membership_url = format!("http://{}", membership.local_addr());
         let membership_stop = membership.stop_handle();
         let membership_task = tokio::spawn(membership.run_until_stopped());
+        started.0.push(Box::new(membership_stop.clone()));
 
         let gateway_addr_text = gateway_addr.to_string();
         let gateway_cli = <gateway::config::Cli as clap::Parser>::try_parse_from([
             "gateway",
             "serve",
-            "--listen",
-            &gateway_addr_text,
-            "--identity-url",
-            &identity_url,
-            "--membership-url",
-            &membership_url,
-            "--service-token",
-            &gateway_secret,
-            "--cookie-key",
-            &cookie_key,
-            "--public-origin",
-            &url,
+            &format!("--listen={}", gateway_addr_text),
+            &format!("--identity-url={}", identity_url),
+            &format!("--membership-url={}", membership_url),
+            &format!("--service-token={}", gateway_secret),
+            &format!("--cookie-key={}", cookie_key),
+            &format!("--public-origin={}", url),
             "--insecure-http",
         ])?;
         let gateway::config::Command::Serve(args) = gateway_cli.command else {
@@ -241,6 +255,7 @@ impl DevSystem {
             .with_context(|| format!("writing {}", marker.display()))?;
             system.bootstrap = Some(bootstrap);
         }
+        started.0.clear();
         if options.print_links {
             system.mail_task = Some(tokio::spawn(print_invitation_links(
                 options.data_dir.join("mail"),

@@ -26,6 +26,8 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
+use recapp_service_kit::clock::Clock;
+
 use crate::{
     config::Settings,
     error::ApiError,
@@ -65,6 +67,7 @@ pub struct Inner {
     pub call_timeout: Duration,
     pub secure: bool,
     pub draining: AtomicBool,
+    pub clock: Arc<dyn Clock>,
 }
 
 fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
@@ -79,7 +82,7 @@ fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let service_token = MetadataValue::try_from(settings.service_token.expose_secret())
             .context("GATEWAY_SERVICE_TOKEN must be printable ASCII")?;
         let outgoing = Outgoing { service_token };
@@ -101,6 +104,7 @@ impl AppState {
             call_timeout: settings.call_timeout,
             secure: !settings.insecure_http,
             draining: AtomicBool::new(false),
+            clock,
         })))
     }
 
@@ -114,6 +118,11 @@ impl AppState {
 
     pub fn cookies(&self) -> &Cookies {
         &self.0.cookies
+    }
+
+    /// Unix milliseconds by the injected clock.
+    pub fn now_ms(&self) -> i64 {
+        self.0.clock.now().timestamp_millis()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -190,10 +199,6 @@ pub fn session_state(session: ipb::Session) -> Result<SessionState, tonic::Statu
 pub fn millis(time: Option<prost_types::Timestamp>) -> i64 {
     time.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
         .unwrap_or(0)
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The signed-in caller, put in the request by the session middleware.

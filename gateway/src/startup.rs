@@ -3,9 +3,10 @@
 //! requests for up to the grace period. `main`, the launcher and the tests
 //! share this.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use recapp_service_kit::clock::{Clock, SystemClock};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{config::Settings, context::AppState, routes};
@@ -24,17 +25,22 @@ pub struct StopHandle(watch::Sender<bool>);
 
 impl StopHandle {
     pub fn stop(&self) {
-        let _ = self.0.send(true);
+        self.0.send_replace(true);
     }
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Arc::new(SystemClock)).await
+    }
+
+    /// With an injected clock (tests move time to expire access tokens).
+    pub async fn build_with(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        let state = AppState::new(&settings)?;
+        let state = AppState::new(&settings, clock)?;
         let (stop, _) = watch::channel(false);
         Ok(Application {
             local_addr,
@@ -71,7 +77,7 @@ impl Application {
                 _ = stopped.wait_for(|s| *s) => {}
                 _ = recapp_service_kit::shutdown::terminate_signal() => {}
             }
-            let _ = stop_on_signal.send(true);
+            stop_on_signal.send_replace(true);
             draining.set_draining();
             tracing::info!("Shutting down: draining in-flight requests.");
         };

@@ -722,6 +722,7 @@ function settingsForm(ctx) {
         invitation_lifetime_hours: Number(days.value),
       });
       flash('Settings saved.');
+      render();
     });
   });
   return form;

@@ -6,6 +6,7 @@
 //! database on it; each test creates and drops its own). Under CI (`CI` set)
 //! a missing URL fails the PostgreSQL tests instead of skipping them.
 
+pub mod gateway;
 pub mod identity;
 pub mod membership;
 pub mod smtp;

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::{ApiJson, rfc3339};
 use crate::{
-    context::{AppState, Client, Person, millis, now_ms, session_state},
+    context::{AppState, Client, Person, millis, session_state},
     error::{ApiError, ErrorBody},
     session::MfaState,
 };
@@ -136,7 +136,7 @@ fn code_oneof(body: CodeRequest) -> Result<ipb::complete_mfa_challenge_request::
 async fn signed_in(app: &AppState, session: ipb::Session) -> Result<Response, ApiError> {
     let account = session.account.clone().map(Account::from);
     let state = session_state(session)?;
-    let cookie = app.cookies().set_session(&state, now_ms())?;
+    let cookie = app.cookies().set_session(&state, app.now_ms())?;
     let body = SignInResponse {
         status: SignInStatus::SignedIn,
         account,
@@ -239,7 +239,7 @@ pub async fn sign_in(
                 challenge_token: challenge.challenge_token,
                 expires_ms: millis(challenge.expire_time),
             };
-            let cookie = app.cookies().set_mfa(&state, now_ms())?;
+            let cookie = app.cookies().set_mfa(&state, app.now_ms())?;
             let body = SignInResponse {
                 status: SignInStatus::MfaRequired,
                 account: None,
@@ -265,7 +265,7 @@ pub async fn complete_mfa(
     headers: http::HeaderMap,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Response, ApiError> {
-    let Some(mfa) = app.cookies().mfa(&headers, now_ms()) else {
+    let Some(mfa) = app.cookies().mfa(&headers, app.now_ms()) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -383,7 +383,7 @@ pub async fn refresh(
             return Err(ApiError::from(status).with_cookie(app.cookies().clear_session()));
         }
     };
-    let cookie = app.cookies().set_session(&state, now_ms())?;
+    let cookie = app.cookies().set_session(&state, app.now_ms())?;
     Ok(with_cookies(
         StatusCode::NO_CONTENT.into_response(),
         [cookie],
@@ -446,7 +446,7 @@ pub async fn confirm_totp(
     let mut state = person.state.clone();
     state.access_token = confirmed.access_token;
     state.access_expires_ms = millis(confirmed.access_token_expire_time);
-    let cookie = app.cookies().set_session(&state, now_ms())?;
+    let cookie = app.cookies().set_session(&state, app.now_ms())?;
     Ok(with_cookies(
         Json(RecoveryCodes {
             recovery_codes: confirmed.recovery_codes,

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    context::{AppState, Client, Person, now_ms},
+    context::{AppState, Client, Person},
     error::ApiError,
     session::{CSRF_HEADER, SESSION, tokens_equal},
 };
@@ -227,7 +227,7 @@ async fn csrf(State(app): State<AppState>, request: Request, next: Next) -> Resp
 /// expire (the new cookie goes out with the response), and drops a dead
 /// session's cookie.
 async fn session(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let now = now_ms();
+    let now = app.now_ms();
     let mut set_cookie = None;
     if let Some(state) = app.cookies().session(request.headers()) {
         if state.refresh_expires_ms <= now {
