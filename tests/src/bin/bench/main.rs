@@ -20,6 +20,7 @@ use tonic::{
     metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
 };
 
+mod gateway;
 mod membership;
 
 type Client = IdentityServiceClient<InterceptedService<Channel, ServiceToken>>;
@@ -49,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
 
     build_release_binaries()?;
     let mut rows = Vec::new();
-    // `--only identity` or `--only membership` runs one part.
+    // `--only identity|membership|gateway` runs one part.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -60,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.as_deref().is_none_or(|o| o == "membership") {
         membership::benchmarks(&mut rows, duration).await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "gateway") {
+        gateway::benchmarks(&mut rows, duration).await?;
     }
 
     let mut table = String::from("| benchmark | measured | target | ok |\n|---|---|---|---|\n");
@@ -108,6 +112,10 @@ fn build_release_binaries() -> anyhow::Result<()> {
             "identity-service",
             "-p",
             "membership-service",
+            "-p",
+            "gateway",
+            "-p",
+            "recapp-dev",
         ])
         .current_dir(workspace_root())
         .status()

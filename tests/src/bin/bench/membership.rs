@@ -32,9 +32,9 @@ const WORKSPACES: i64 = 10_000;
 const MEMBERSHIPS: i64 = 100_000;
 const BIG_WORKSPACE_MEMBERS: i64 = 10_000;
 
-struct Membership {
-    child: Child,
-    addr: String,
+pub(crate) struct Membership {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Membership {
@@ -44,7 +44,7 @@ impl Drop for Membership {
     }
 }
 
-async fn wait_listening(addr: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_listening(addr: &str) -> anyhow::Result<()> {
     for _ in 0..400 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
