@@ -78,6 +78,8 @@ pub enum MembershipError {
     InvitationEmailMismatch,
     #[error("The request id was already used for another call.")]
     RequestIdReused,
+    #[error("A call with this request id is still running; retry shortly.")]
+    RequestInProgress,
     #[error("The service is temporarily unavailable.")]
     Unavailable(#[source] anyhow::Error),
     #[error("An unexpected error occurred.")]
@@ -123,6 +125,7 @@ impl MembershipError {
             InvitationUsed => "INVITATION_USED",
             InvitationEmailMismatch => "INVITATION_EMAIL_MISMATCH",
             RequestIdReused => "REQUEST_ID_REUSED",
+            RequestInProgress => "REQUEST_IN_PROGRESS",
             Unavailable(_) => "UNAVAILABLE",
             Unexpected(_) => "INTERNAL",
         }
@@ -155,6 +158,7 @@ impl MembershipError {
             | InvitationCancelled
             | InvitationUsed => Code::FailedPrecondition,
             AlreadyMember | InvitationPending | RequestIdReused => Code::AlreadyExists,
+            RequestInProgress => Code::Aborted,
             ResendTooSoon { .. } | ResendLimit { .. } => Code::ResourceExhausted,
             Unavailable(_) => Code::Unavailable,
             Unexpected(_) => Code::Internal,

@@ -56,6 +56,22 @@ impl MembershipGrpc {
         Ok(caller)
     }
 
+    /// A refusal for a missing second factor names what the person must do
+    /// from identity's current view of their authenticator app, not from
+    /// the token's (which may predate an enrollment).
+    async fn settle<T>(
+        &self,
+        caller: &Caller,
+        result: Result<T, MembershipError>,
+    ) -> Result<T, MembershipError> {
+        match result {
+            Err(e @ (MembershipError::MfaRequired | MembershipError::MfaEnrollmentRequired)) => {
+                Err(self.membership.mfa_refusal(caller, e).await)
+            }
+            other => other,
+        }
+    }
+
     fn context<T>(&self, request: &Request<T>) -> RequestContext {
         // The client address is taken from metadata only when a trusted
         // service (the gateway) says so; otherwise it is the peer.
@@ -108,8 +124,12 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let ws = self
-                        .membership
-                        .create_workspace(&caller, &req.name, owner, &ctx, self.clock.now())
+                        .settle(
+                            &caller,
+                            self.membership
+                                .create_workspace(&caller, &req.name, owner, &ctx, self.clock.now())
+                                .await,
+                        )
                         .await?;
                     Ok(pb::CreateWorkspaceResponse {
                         workspace: Some(workspace_pb(ws)),
@@ -126,10 +146,14 @@ impl Api for MembershipGrpc {
     ) -> GrpcResult<pb::GetWorkspaceResponse> {
         let caller = self.person(&request).await?;
         let ws = self
-            .membership
-            .get_workspace(
+            .settle(
                 &caller,
-                id("workspace_id", &request.get_ref().workspace_id)?,
+                self.membership
+                    .get_workspace(
+                        &caller,
+                        id("workspace_id", &request.get_ref().workspace_id)?,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::GetWorkspaceResponse {
@@ -144,8 +168,12 @@ impl Api for MembershipGrpc {
         let caller = self.person(&request).await?;
         let req = request.get_ref();
         let (workspaces, next_page_token) = self
-            .membership
-            .list_workspaces(&caller, req.page_size, &req.page_token)
+            .settle(
+                &caller,
+                self.membership
+                    .list_workspaces(&caller, req.page_size, &req.page_token)
+                    .await,
+            )
             .await?;
         Ok(Response::new(pb::ListWorkspacesResponse {
             workspaces: workspaces.into_iter().map(workspace_pb).collect(),
@@ -181,16 +209,20 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let ws = self
-                        .membership
-                        .update_settings(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            SettingsChange {
-                                require_mfa: req.require_mfa,
-                                invitation_lifetime: lifetime,
-                            },
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .update_settings(
+                                    &caller,
+                                    workspace_id,
+                                    SettingsChange {
+                                        require_mfa: req.require_mfa,
+                                        invitation_lifetime: lifetime,
+                                    },
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::UpdateWorkspaceSettingsResponse {
@@ -221,13 +253,17 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let ws = self
-                        .membership
-                        .transfer_ownership(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            new_owner,
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .transfer_ownership(
+                                    &caller,
+                                    workspace_id,
+                                    new_owner,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::TransferOwnershipResponse {
@@ -256,13 +292,17 @@ impl Api for MembershipGrpc {
             }
         };
         let (members, next_page_token) = self
-            .membership
-            .list_members(
+            .settle(
                 &caller,
-                id("workspace_id", &req.workspace_id)?,
-                status,
-                req.page_size,
-                &req.page_token,
+                self.membership
+                    .list_members(
+                        &caller,
+                        id("workspace_id", &req.workspace_id)?,
+                        status,
+                        req.page_size,
+                        &req.page_token,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::ListMembersResponse {
@@ -278,11 +318,15 @@ impl Api for MembershipGrpc {
         let caller = self.person(&request).await?;
         let req = request.get_ref();
         let member = self
-            .membership
-            .get_member(
+            .settle(
                 &caller,
-                id("workspace_id", &req.workspace_id)?,
-                id("account_id", &req.account_id)?,
+                self.membership
+                    .get_member(
+                        &caller,
+                        id("workspace_id", &req.workspace_id)?,
+                        id("account_id", &req.account_id)?,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::GetMemberResponse {
@@ -312,14 +356,18 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let member = self
-                        .membership
-                        .change_member_role(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            account_id,
-                            role,
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .change_member_role(
+                                    &caller,
+                                    workspace_id,
+                                    account_id,
+                                    role,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::ChangeMemberRoleResponse {
@@ -352,8 +400,18 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let member = self
-                        .membership
-                        .disable_member(&caller, workspace_id, account_id, &ctx, self.clock.now())
+                        .settle(
+                            &caller,
+                            self.membership
+                                .disable_member(
+                                    &caller,
+                                    workspace_id,
+                                    account_id,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
+                        )
                         .await?;
                     Ok(pb::DisableMemberResponse {
                         member: Some(member_pb(member)),
@@ -385,8 +443,18 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let member = self
-                        .membership
-                        .enable_member(&caller, workspace_id, account_id, &ctx, self.clock.now())
+                        .settle(
+                            &caller,
+                            self.membership
+                                .enable_member(
+                                    &caller,
+                                    workspace_id,
+                                    account_id,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
+                        )
                         .await?;
                     Ok(pb::EnableMemberResponse {
                         member: Some(member_pb(member)),
@@ -417,9 +485,19 @@ impl Api for MembershipGrpc {
                 &req.encode_to_vec(),
                 self.clock.now(),
                 async {
-                    self.membership
-                        .remove_member(&caller, workspace_id, account_id, &ctx, self.clock.now())
-                        .await?;
+                    self.settle(
+                        &caller,
+                        self.membership
+                            .remove_member(
+                                &caller,
+                                workspace_id,
+                                account_id,
+                                &ctx,
+                                self.clock.now(),
+                            )
+                            .await,
+                    )
+                    .await?;
                     Ok(pb::RemoveMemberResponse {})
                 },
             )
@@ -449,14 +527,18 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let invitation = self
-                        .membership
-                        .invite_member(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            &req.email,
-                            role,
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .invite_member(
+                                    &caller,
+                                    workspace_id,
+                                    &req.email,
+                                    role,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::InviteMemberResponse {
@@ -489,14 +571,18 @@ impl Api for MembershipGrpc {
             }
         };
         let (invitations, next_page_token) = self
-            .membership
-            .list_invitations(
+            .settle(
                 &caller,
-                id("workspace_id", &req.workspace_id)?,
-                status,
-                req.page_size,
-                &req.page_token,
-                self.clock.now(),
+                self.membership
+                    .list_invitations(
+                        &caller,
+                        id("workspace_id", &req.workspace_id)?,
+                        status,
+                        req.page_size,
+                        &req.page_token,
+                        self.clock.now(),
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::ListInvitationsResponse {
@@ -526,13 +612,17 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let invitation = self
-                        .membership
-                        .resend_invitation(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            invitation_id,
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .resend_invitation(
+                                    &caller,
+                                    workspace_id,
+                                    invitation_id,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::ResendInvitationResponse {
@@ -565,13 +655,17 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let invitation = self
-                        .membership
-                        .cancel_invitation(
+                        .settle(
                             &caller,
-                            workspace_id,
-                            invitation_id,
-                            &ctx,
-                            self.clock.now(),
+                            self.membership
+                                .cancel_invitation(
+                                    &caller,
+                                    workspace_id,
+                                    invitation_id,
+                                    &ctx,
+                                    self.clock.now(),
+                                )
+                                .await,
                         )
                         .await?;
                     Ok(pb::CancelInvitationResponse {
@@ -617,8 +711,12 @@ impl Api for MembershipGrpc {
                 self.clock.now(),
                 async {
                     let (member, workspace) = self
-                        .membership
-                        .accept_invitation(&caller, &req.token, &ctx, self.clock.now())
+                        .settle(
+                            &caller,
+                            self.membership
+                                .accept_invitation(&caller, &req.token, &ctx, self.clock.now())
+                                .await,
+                        )
                         .await?;
                     Ok(pb::AcceptInvitationResponse {
                         member: Some(member_pb(member)),
@@ -643,13 +741,17 @@ impl Api for MembershipGrpc {
         };
         let permission = permission_from_pb(req.permission)?;
         let decision = self
-            .membership
-            .check_permission(
+            .settle(
                 &caller,
-                id("workspace_id", &req.workspace_id)?,
-                account,
-                req.second_factor,
-                permission,
+                self.membership
+                    .check_permission(
+                        &caller,
+                        id("workspace_id", &req.workspace_id)?,
+                        account,
+                        req.second_factor,
+                        permission,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(match decision {
@@ -670,10 +772,14 @@ impl Api for MembershipGrpc {
     ) -> GrpcResult<pb::ListPermissionsResponse> {
         let caller = self.person(&request).await?;
         let (role, permissions) = self
-            .membership
-            .list_permissions(
+            .settle(
                 &caller,
-                id("workspace_id", &request.get_ref().workspace_id)?,
+                self.membership
+                    .list_permissions(
+                        &caller,
+                        id("workspace_id", &request.get_ref().workspace_id)?,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::ListPermissionsResponse {
@@ -695,14 +801,18 @@ impl Api for MembershipGrpc {
             return Err(MembershipError::InvalidArgument("filter is too long".into()).into());
         }
         let (events, next_page_token) = self
-            .membership
-            .list_audit_events(
+            .settle(
                 &caller,
-                id("workspace_id", &req.workspace_id)?,
-                &req.action,
-                &req.actor,
-                req.page_size,
-                &req.page_token,
+                self.membership
+                    .list_audit_events(
+                        &caller,
+                        id("workspace_id", &req.workspace_id)?,
+                        &req.action,
+                        &req.actor,
+                        req.page_size,
+                        &req.page_token,
+                    )
+                    .await,
             )
             .await?;
         Ok(Response::new(pb::ListAuditEventsResponse {

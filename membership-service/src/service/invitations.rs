@@ -364,17 +364,18 @@ impl Membership {
         workspace_id: Uuid,
         invitation_id: Uuid,
         now_ms: i64,
+        renewing: bool,
     ) -> Result<invitation::Model> {
         let row = invitation::Entity::find_by_id(invitation_id)
             .one(txn)
             .await?
             .filter(|i| i.workspace_id == workspace_id)
             .ok_or(MembershipError::InvitationNotFound)?;
-        // An expired invitation may still be resent (that renews it).
+        // An expired invitation may still be resent (that renews it), but
+        // not cancelled: it is no longer pending, and its link already fails.
         match InvitationStatus::effective(&row.status, row.expires_at, now_ms) {
-            InvitationStatus::Pending | InvitationStatus::Expired if row.status == "pending" => {
-                Ok(row)
-            }
+            InvitationStatus::Pending => Ok(row),
+            InvitationStatus::Expired if renewing && row.status == "pending" => Ok(row),
             _ => Err(MembershipError::InvitationNotPending),
         }
     }
@@ -394,7 +395,7 @@ impl Membership {
         me.require_admin()?;
         let now_ms = ms(now);
         let row = self
-            .pending_for_change(&txn, workspace_id, invitation_id, now_ms)
+            .pending_for_change(&txn, workspace_id, invitation_id, now_ms, true)
             .await?;
         let cooldown = self.inner.policy.resend_cooldown.as_millis() as i64;
         if now_ms - row.sent_at < cooldown {
@@ -467,7 +468,7 @@ impl Membership {
         me.require_admin()?;
         let now_ms = ms(now);
         let row = self
-            .pending_for_change(&txn, workspace_id, invitation_id, now_ms)
+            .pending_for_change(&txn, workspace_id, invitation_id, now_ms, false)
             .await?;
         invitation::Entity::update_many()
             .col_expr(

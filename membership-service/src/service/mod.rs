@@ -103,6 +103,30 @@ impl Membership {
         &self.inner.db
     }
 
+    /// The refusal for a person without a second factor in a workspace that
+    /// requires one: `MFA_REQUIRED` when the account has an authenticator
+    /// app now (sign in again with it), `MFA_ENROLLMENT_REQUIRED` when it
+    /// has none. Identity is asked because the token's `totp` claim is as
+    /// old as the token; if identity cannot answer, the claim decides.
+    /// Only refusals pay for the call, and no transaction is open here.
+    pub async fn mfa_refusal(&self, caller: &Caller, refusal: MembershipError) -> MembershipError {
+        let Ok(person) = caller.person() else {
+            return refusal;
+        };
+        match self.inner.identity.get_account(person.account_id).await {
+            Ok(Some(account)) if account.totp_enrolled => MembershipError::MfaRequired,
+            Ok(Some(_)) => MembershipError::MfaEnrollmentRequired,
+            Ok(None) => refusal,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "Could not ask identity about an authenticator app; the token decides."
+                );
+                refusal
+            }
+        }
+    }
+
     fn pages(&self) -> &PageTokens {
         &self.inner.pages
     }
@@ -140,13 +164,12 @@ pub(crate) async fn acting(
     workspace_id: Uuid,
 ) -> Result<Acting> {
     let person = caller.person()?.clone();
-    let member = membership::Entity::find_by_id((workspace_id, person.account_id))
+    // One round trip: the membership and its workspace, joined.
+    let (member, workspace) = membership::Entity::find_by_id((workspace_id, person.account_id))
+        .find_also_related(workspace::Entity)
         .one(db)
         .await?
-        .ok_or(MembershipError::WorkspaceNotFound)?;
-    let workspace = workspace::Entity::find_by_id(workspace_id)
-        .one(db)
-        .await?
+        .and_then(|(m, w)| Some((m, w?)))
         .ok_or(MembershipError::WorkspaceNotFound)?;
     if MemberStatus::parse(&member.status) != Some(MemberStatus::Active) {
         return Err(MembershipError::MemberDisabled);

@@ -294,7 +294,8 @@ impl Membership {
         let txn = self.db().begin().await?;
         lock_workspace(&txn, workspace_id).await?;
         let me = acting(&txn, caller, workspace_id).await?;
-        me.require_admin()?;
+        // Any member but the owner (a User or another admin) is NOT_OWNER;
+        // the owner is always an active Tenant Admin.
         if me.workspace.owner_account_id != me.person.account_id {
             return Err(MembershipError::NotOwner);
         }

@@ -11,6 +11,8 @@ pub struct Model {
     pub request_id: String,
     pub method: String,
     pub response: Vec<u8>,
+    /// Claimed by a call that has not finished yet.
+    pub pending: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -1,6 +1,7 @@
 mod access;
 mod audit;
 mod calls;
+mod checks;
 mod email;
 mod invariants;
 mod invitations;
