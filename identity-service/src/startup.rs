@@ -38,7 +38,8 @@ pub struct StopHandle(watch::Sender<bool>);
 
 impl StopHandle {
     pub fn stop(&self) {
-        let _ = self.0.send(true);
+        // send_replace: a stop sent before serving subscribed must not be lost.
+        self.0.send_replace(true);
     }
 }
 
@@ -145,7 +146,7 @@ impl Application {
                 _ = stopped.wait_for(|s| *s) => {}
                 _ = recapp_service_kit::shutdown::terminate_signal() => {}
             }
-            let _ = stop_on_signal.send(true);
+            stop_on_signal.send_replace(true);
             health_abort.abort();
             tracing::info!("Shutting down: draining in-flight calls.");
             shutdown_health.set(ServingStatus::NotServing).await;
@@ -159,7 +160,7 @@ impl Application {
             .add_service(api)
             .serve_with_incoming_shutdown(incoming, signal);
         let result = serve_with_grace(server, stop.subscribe(), settings.shutdown_grace).await;
-        let _ = stop.send(true);
+        stop.send_replace(true);
         health_task.abort();
         db.close().await.ok();
         tracing::info!("Identity service stopped.");

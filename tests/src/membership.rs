@@ -280,6 +280,11 @@ impl TestSystem {
             .into_inner()
             .invitation
             .unwrap_or_else(|| panic!("no invitation"));
+        (invitation, self.invitation_token_after(before).await)
+    }
+
+    /// The link token of the email after the first `before` (waits for it).
+    pub async fn invitation_token_after(&self, before: usize) -> String {
         let messages = self
             .mail
             .wait_for(before + 1, Duration::from_secs(10))
@@ -288,7 +293,7 @@ impl TestSystem {
             .get(before)
             .unwrap_or_else(|| panic!("no invitation email arrived"));
         let body = message.text_body().unwrap_or_else(|| message.data.clone());
-        (invitation, invitation_token(&body))
+        invitation_token(&body)
     }
 
     /// Invites and accepts: `email` becomes a member with `role`.

@@ -260,6 +260,16 @@ fn next(token: String) -> Option<String> {
     (!token.is_empty()).then_some(token)
 }
 
+fn member_of(member: Option<pb::Member>) -> Result<Json<Member>, ApiError> {
+    Ok(Json(member.ok_or_else(|| missing("member"))?.into()))
+}
+
+fn invitation_of(invitation: Option<pb::Invitation>) -> Result<Json<Invitation>, ApiError> {
+    Ok(Json(
+        invitation.ok_or_else(|| missing("invitation"))?.into(),
+    ))
+}
+
 fn missing(what: &str) -> ApiError {
     ApiError::internal(&anyhow::anyhow!(
         "the membership service returned no {what}"
@@ -472,23 +482,23 @@ pub async fn change_role(
     Path((workspace_id, account_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ChangeRoleRequest>,
 ) -> Result<Json<Member>, ApiError> {
-    let m = app
-        .membership()
-        .change_member_role(app.request(
-            pb::ChangeMemberRoleRequest {
-                workspace_id,
-                account_id,
-                role: body.role.to_pb(),
-                request_id: request_id(&headers),
-            },
-            Some(&person),
-            &client,
-        ))
-        .await?
-        .into_inner()
-        .member
-        .ok_or_else(|| missing("member"))?;
-    Ok(Json(m.into()))
+    let request = app.request(
+        pb::ChangeMemberRoleRequest {
+            workspace_id,
+            account_id,
+            role: body.role.to_pb(),
+            request_id: request_id(&headers),
+        },
+        Some(&person),
+        &client,
+    );
+    member_of(
+        app.membership()
+            .change_member_role(request)
+            .await?
+            .into_inner()
+            .member,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/members/{account_id}/disable", tag = "members",
@@ -503,22 +513,22 @@ pub async fn disable_member(
     headers: HeaderMap,
     Path((workspace_id, account_id)): Path<(String, String)>,
 ) -> Result<Json<Member>, ApiError> {
-    let m = app
-        .membership()
-        .disable_member(app.request(
-            pb::DisableMemberRequest {
-                workspace_id,
-                account_id,
-                request_id: request_id(&headers),
-            },
-            Some(&person),
-            &client,
-        ))
-        .await?
-        .into_inner()
-        .member
-        .ok_or_else(|| missing("member"))?;
-    Ok(Json(m.into()))
+    let request = app.request(
+        pb::DisableMemberRequest {
+            workspace_id,
+            account_id,
+            request_id: request_id(&headers),
+        },
+        Some(&person),
+        &client,
+    );
+    member_of(
+        app.membership()
+            .disable_member(request)
+            .await?
+            .into_inner()
+            .member,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/members/{account_id}/enable", tag = "members",
@@ -531,22 +541,22 @@ pub async fn enable_member(
     headers: HeaderMap,
     Path((workspace_id, account_id)): Path<(String, String)>,
 ) -> Result<Json<Member>, ApiError> {
-    let m = app
-        .membership()
-        .enable_member(app.request(
-            pb::EnableMemberRequest {
-                workspace_id,
-                account_id,
-                request_id: request_id(&headers),
-            },
-            Some(&person),
-            &client,
-        ))
-        .await?
-        .into_inner()
-        .member
-        .ok_or_else(|| missing("member"))?;
-    Ok(Json(m.into()))
+    let request = app.request(
+        pb::EnableMemberRequest {
+            workspace_id,
+            account_id,
+            request_id: request_id(&headers),
+        },
+        Some(&person),
+        &client,
+    );
+    member_of(
+        app.membership()
+            .enable_member(request)
+            .await?
+            .into_inner()
+            .member,
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/members/{account_id}", tag = "members",
@@ -652,22 +662,22 @@ pub async fn resend_invitation(
     headers: HeaderMap,
     Path((workspace_id, invitation_id)): Path<(String, String)>,
 ) -> Result<Json<Invitation>, ApiError> {
-    let i = app
-        .membership()
-        .resend_invitation(app.request(
-            pb::ResendInvitationRequest {
-                workspace_id,
-                invitation_id,
-                request_id: request_id(&headers),
-            },
-            Some(&person),
-            &client,
-        ))
-        .await?
-        .into_inner()
-        .invitation
-        .ok_or_else(|| missing("invitation"))?;
-    Ok(Json(i.into()))
+    let request = app.request(
+        pb::ResendInvitationRequest {
+            workspace_id,
+            invitation_id,
+            request_id: request_id(&headers),
+        },
+        Some(&person),
+        &client,
+    );
+    invitation_of(
+        app.membership()
+            .resend_invitation(request)
+            .await?
+            .into_inner()
+            .invitation,
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/invitations/{invitation_id}", tag = "invitations",
@@ -682,22 +692,22 @@ pub async fn cancel_invitation(
     headers: HeaderMap,
     Path((workspace_id, invitation_id)): Path<(String, String)>,
 ) -> Result<Json<Invitation>, ApiError> {
-    let i = app
-        .membership()
-        .cancel_invitation(app.request(
-            pb::CancelInvitationRequest {
-                workspace_id,
-                invitation_id,
-                request_id: request_id(&headers),
-            },
-            Some(&person),
-            &client,
-        ))
-        .await?
-        .into_inner()
-        .invitation
-        .ok_or_else(|| missing("invitation"))?;
-    Ok(Json(i.into()))
+    let request = app.request(
+        pb::CancelInvitationRequest {
+            workspace_id,
+            invitation_id,
+            request_id: request_id(&headers),
+        },
+        Some(&person),
+        &client,
+    );
+    invitation_of(
+        app.membership()
+            .cancel_invitation(request)
+            .await?
+            .into_inner()
+            .invitation,
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/invitations/{token}", tag = "invitations",

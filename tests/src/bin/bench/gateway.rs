@@ -111,10 +111,8 @@ fn start_gateway(identity: &str, membership: &str) -> anyhow::Result<Gateway> {
 fn start_membership(identity: &str, dir: &std::path::Path) -> anyhow::Result<Membership> {
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let credentials = identity_service::service::ServiceCredentials::config_entry(
-        "gateway",
-        GATEWAY_SECRET,
-    );
+    let credentials =
+        identity_service::service::ServiceCredentials::config_entry("gateway", GATEWAY_SECRET);
     let binary = workspace_root().join("target/release/membership-service");
     let child = Command::new(&binary)
         .args(["serve", "--migrate-on-start", "--log-format", "text"])
@@ -184,29 +182,9 @@ pub async fn benchmarks(rows: &mut Vec<Row>, duration: Duration) -> anyhow::Resu
     let gateway = start_gateway(&identity.addr, &membership.addr)?;
     wait_listening(gateway.url.trim_start_matches("http://")).await?;
 
-    // The owner, a workspace with 20 members to list.
+    // The owner and their workspace: the list holds one member card.
     let mut identity_client = identity.client().await?;
-    identity_client
-        .create_account(ipb::CreateAccountRequest {
-            email: "owner@bench.test".into(),
-            password: PASSWORD.into(),
-            display_name: "Owner".into(),
-            client_info: None,
-        })
-        .await?;
-    let token = match identity_client
-        .authenticate(ipb::AuthenticateRequest {
-            email: "owner@bench.test".into(),
-            password: PASSWORD.into(),
-            client_info: None,
-        })
-        .await?
-        .into_inner()
-        .result
-    {
-        Some(ipb::authenticate_response::Result::Session(s)) => s.access_token,
-        _ => bail!("expected a session"),
-    };
+    let token = super::owner_token(&mut identity_client).await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", membership.addr))?
         .connect()
         .await?;
@@ -251,7 +229,12 @@ pub async fn benchmarks(rows: &mut Vec<Row>, duration: Duration) -> anyhow::Resu
             }
         }
     };
-    let first = run(CLIENTS, duration, direct_run(token.clone(), workspace.id.clone())).await?;
+    let first = run(
+        CLIENTS,
+        duration,
+        direct_run(token.clone(), workspace.id.clone()),
+    )
+    .await?;
     let url = format!(
         "{}/api/v1/workspaces/{}/members?status=active&page_size=50",
         gateway.url, workspace.id
@@ -272,12 +255,23 @@ pub async fn benchmarks(rows: &mut Vec<Row>, duration: Duration) -> anyhow::Resu
         })
         .await?
     };
-    let second = run(CLIENTS, duration, direct_run(token.clone(), workspace.id.clone())).await?;
-    let baseline = if second.rate > first.rate { second } else { first };
+    let second = run(
+        CLIENTS,
+        duration,
+        direct_run(token.clone(), workspace.id.clone()),
+    )
+    .await?;
+    let baseline = if second.rate > first.rate {
+        second
+    } else {
+        first
+    };
     let throughput = through.rate / baseline.rate;
     let p50 = through.p50.as_secs_f64() / baseline.p50.as_secs_f64();
     rows.push(Row {
-        name: format!("ListMembers via gateway (JSON) vs direct gRPC, {CLIENTS} clients: throughput"),
+        name: format!(
+            "ListMembers via gateway (JSON) vs direct gRPC, {CLIENTS} clients: throughput"
+        ),
         value: format!(
             "{:.0}/s vs {:.0}/s = {throughput:.2}x",
             through.rate, baseline.rate

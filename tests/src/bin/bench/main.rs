@@ -214,6 +214,31 @@ impl Drop for Server {
     }
 }
 
+/// Creates `owner@bench.test` and returns an access token of theirs.
+async fn owner_token(client: &mut Client) -> anyhow::Result<String> {
+    client
+        .create_account(pb::CreateAccountRequest {
+            email: "owner@bench.test".into(),
+            password: PASSWORD.into(),
+            display_name: "Owner".into(),
+            client_info: None,
+        })
+        .await?;
+    match client
+        .authenticate(pb::AuthenticateRequest {
+            email: "owner@bench.test".into(),
+            password: PASSWORD.into(),
+            client_info: None,
+        })
+        .await?
+        .into_inner()
+        .result
+    {
+        Some(pb::authenticate_response::Result::Session(s)) => Ok(s.access_token),
+        _ => bail!("expected a session"),
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
