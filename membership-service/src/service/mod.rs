@@ -78,6 +78,7 @@ struct Inner {
     policy: Policy,
     pages: PageTokens,
     outbox: Arc<Notify>,
+    checks: permissions::CheckBatcher,
 }
 
 impl Membership {
@@ -95,6 +96,7 @@ impl Membership {
                 policy,
                 pages,
                 outbox,
+                checks: permissions::CheckBatcher::default(),
             }),
         }
     }
