@@ -78,7 +78,6 @@ struct Inner {
     policy: Policy,
     pages: PageTokens,
     outbox: Arc<Notify>,
-    checks: permissions::CheckBatcher,
 }
 
 impl Membership {
@@ -96,7 +95,6 @@ impl Membership {
                 policy,
                 pages,
                 outbox,
-                checks: permissions::CheckBatcher::default(),
             }),
         }
     }
