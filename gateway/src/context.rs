@@ -139,7 +139,8 @@ impl AppState {
         request.set_timeout(self.0.call_timeout);
         let metadata = request.metadata_mut();
         if let Some(person) = person
-            && let Ok(value) = MetadataValue::try_from(format!("Bearer {}", person.access_token))
+            && let Ok(value) =
+                MetadataValue::try_from(format!("Bearer {}", person.state.access_token))
         {
             metadata.insert("authorization", value);
         }
@@ -201,11 +202,10 @@ pub fn millis(time: Option<prost_types::Timestamp>) -> i64 {
         .unwrap_or(0)
 }
 
-/// The signed-in caller, put in the request by the session middleware.
+/// The signed-in caller (its session cookie's state), put in the request by
+/// the session middleware.
 #[derive(Clone)]
 pub struct Person {
-    pub account_id: String,
-    pub access_token: String,
     pub state: SessionState,
 }
 

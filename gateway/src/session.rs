@@ -169,55 +169,69 @@ impl Cookies {
         attrs
     }
 
-    pub fn session(&self, headers: &HeaderMap) -> Option<SessionState> {
-        let name = self.name(SESSION);
-        let value = cookie_value(headers, &name)?;
-        let plain = self.keys.open(&name, value)?;
+    /// The sealed JSON value of cookie `base`, if present and genuine.
+    fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        base: &str,
+    ) -> Option<T> {
+        let name = self.name(base);
+        let plain = self.keys.open(&name, cookie_value(headers, &name)?)?;
         serde_json::from_slice(&plain).ok()
     }
 
-    pub fn set_session(&self, state: &SessionState, now_ms: i64) -> anyhow::Result<String> {
-        let name = self.name(SESSION);
-        let value = self.keys.seal(&name, &serde_json::to_vec(state)?)?;
-        let max_age = (state.refresh_expires_ms - now_ms) / 1000;
+    /// A `Set-Cookie` value sealing `value` as cookie `base` (HttpOnly).
+    fn seal_json<T: Serialize>(
+        &self,
+        base: &str,
+        value: &T,
+        same_site: &str,
+        max_age_secs: i64,
+    ) -> anyhow::Result<String> {
+        let name = self.name(base);
+        let sealed = self.keys.seal(&name, &serde_json::to_vec(value)?)?;
         Ok(format!(
-            "{name}={value}; {}",
-            self.attributes(true, "Lax", max_age)
+            "{name}={sealed}; {}",
+            self.attributes(true, same_site, max_age_secs)
         ))
+    }
+
+    fn clear(&self, base: &str, same_site: &str) -> String {
+        format!(
+            "{}=; {}",
+            self.name(base),
+            self.attributes(true, same_site, 0)
+        )
+    }
+
+    pub fn session(&self, headers: &HeaderMap) -> Option<SessionState> {
+        self.open_json(headers, SESSION)
+    }
+
+    pub fn set_session(&self, state: &SessionState, now_ms: i64) -> anyhow::Result<String> {
+        self.seal_json(
+            SESSION,
+            state,
+            "Lax",
+            (state.refresh_expires_ms - now_ms) / 1000,
+        )
     }
 
     pub fn clear_session(&self) -> String {
-        format!(
-            "{}=; {}",
-            self.name(SESSION),
-            self.attributes(true, "Lax", 0)
-        )
+        self.clear(SESSION, "Lax")
     }
 
     pub fn mfa(&self, headers: &HeaderMap, now_ms: i64) -> Option<MfaState> {
-        let name = self.name(MFA);
-        let value = cookie_value(headers, &name)?;
-        let plain = self.keys.open(&name, value)?;
-        let state: MfaState = serde_json::from_slice(&plain).ok()?;
-        (state.expires_ms > now_ms).then_some(state)
+        self.open_json::<MfaState>(headers, MFA)
+            .filter(|state| state.expires_ms > now_ms)
     }
 
     pub fn set_mfa(&self, state: &MfaState, now_ms: i64) -> anyhow::Result<String> {
-        let name = self.name(MFA);
-        let value = self.keys.seal(&name, &serde_json::to_vec(state)?)?;
-        let max_age = (state.expires_ms - now_ms) / 1000;
-        Ok(format!(
-            "{name}={value}; {}",
-            self.attributes(true, "Strict", max_age)
-        ))
+        self.seal_json(MFA, state, "Strict", (state.expires_ms - now_ms) / 1000)
     }
 
     pub fn clear_mfa(&self) -> String {
-        format!(
-            "{}=; {}",
-            self.name(MFA),
-            self.attributes(true, "Strict", 0)
-        )
+        self.clear(MFA, "Strict")
     }
 
     /// The double-submit CSRF token: readable by the page (not HttpOnly),

@@ -303,7 +303,7 @@ pub async fn current(
         .identity()
         .get_account(app.request(
             ipb::GetAccountRequest {
-                account_id: person.account_id.clone(),
+                account_id: person.state.account_id.clone(),
             },
             None,
             &client,
@@ -314,7 +314,7 @@ pub async fn current(
         .ok_or_else(|| anyhow::anyhow!("GetAccount returned no account"))?;
     Ok(Json(CurrentSession {
         account: account.into(),
-        second_factor: second_factor(&person.access_token),
+        second_factor: second_factor(&person.state.access_token),
     }))
 }
 

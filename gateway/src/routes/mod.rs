@@ -233,10 +233,10 @@ async fn session(State(app): State<AppState>, mut request: Request, next: Next) 
         if state.refresh_expires_ms <= now {
             set_cookie = Some(app.cookies().clear_session());
         } else {
-            let (parts, body) = request.into_parts();
-            let client = Client::from_parts(&parts, &app.0.trusted_proxies);
-            request = Request::from_parts(parts, body);
             let current = if state.access_expires_ms - 30_000 <= now {
+                let (parts, body) = request.into_parts();
+                let client = Client::from_parts(&parts, &app.0.trusted_proxies);
+                request = Request::from_parts(parts, body);
                 match app.refresh(&state, &client).await {
                     Ok(fresh) => {
                         match app.cookies().set_session(&fresh, now) {
@@ -255,11 +255,7 @@ async fn session(State(app): State<AppState>, mut request: Request, next: Next) 
                 Some(state)
             };
             if let Some(state) = current {
-                request.extensions_mut().insert(Person {
-                    account_id: state.account_id.clone(),
-                    access_token: state.access_token.clone(),
-                    state,
-                });
+                request.extensions_mut().insert(Person { state });
             }
         }
     }

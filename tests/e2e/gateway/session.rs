@@ -3,7 +3,7 @@
 
 use recapp_tests::{
     Backend, backend_test,
-    gateway::{Browser, ORIGIN, TestGateway},
+    gateway::{Browser, TestGateway},
     identity::{secret_from_base32, totp_code},
     membership::PASSWORD,
 };
@@ -368,6 +368,5 @@ async fn the_trace_context_of_the_browser_request_reaches_the_audit_log(backend:
         .get(&format!("/api/v1/workspaces/{id}/audit-events"))
         .await;
     assert_eq!(events.body["events"][0]["trace_id"], trace_id);
-    let _ = ORIGIN;
 }
 backend_test!(the_trace_context_of_the_browser_request_reaches_the_audit_log);

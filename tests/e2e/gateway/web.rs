@@ -88,8 +88,6 @@ async fn the_openapi_document_describes_every_route_and_validates(backend: Backe
     let spec = oas3::from_json(&reply.text).expect("a valid OpenAPI 3.1 document");
     assert!(reply.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = spec.paths.expect("paths");
-    let (router_paths, _) = gateway::routes::api();
-    drop(router_paths);
     // The document and the router come from one list of handlers; check the
     // flows of the Users page are all there with their methods.
     let expected = [

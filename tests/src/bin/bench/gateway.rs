@@ -129,11 +129,8 @@ fn start_membership(identity: &str, dir: &std::path::Path) -> anyhow::Result<Mem
     Ok(Membership { child, addr })
 }
 
-/// A signed-in cookie header and CSRF token from the gateway.
-async fn gateway_session(
-    http: &reqwest::Client,
-    gateway: &str,
-) -> anyhow::Result<(String, String)> {
+/// A signed-in `Cookie` header from the gateway (page load, then sign-in).
+async fn gateway_session(http: &reqwest::Client, gateway: &str) -> anyhow::Result<String> {
     let page = http.get(format!("{gateway}/")).send().await?;
     let csrf = page
         .headers()
@@ -164,10 +161,7 @@ async fn gateway_session(
         .and_then(|c| c.split(';').next())
         .context("no session cookie")?
         .to_owned();
-    Ok((
-        format!("recapp-csrf={csrf}; recapp-session={session}"),
-        csrf,
-    ))
+    Ok(format!("recapp-csrf={csrf}; recapp-session={session}"))
 }
 
 pub async fn benchmarks(rows: &mut Vec<Row>, duration: Duration) -> anyhow::Result<()> {
@@ -206,7 +200,7 @@ pub async fn benchmarks(rows: &mut Vec<Row>, duration: Duration) -> anyhow::Resu
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
-    let (cookie, _) = gateway_session(&http, &gateway.url).await?;
+    let cookie = gateway_session(&http, &gateway.url).await?;
 
     // Direct gRPC first, then the gateway, then direct again: the better
     // of the two direct runs is the baseline (noise only slows a run down).
