@@ -57,6 +57,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[arg(long, env = "MEMBERSHIP_MIGRATE_ON_START", default_value_t = false)]
     pub migrate_on_start: bool,
+    /// Database connections of this process in all. On PostgreSQL a
+    /// quarter of them (at least one) is reserved for `CheckPermission`.
     #[arg(
         long,
         env = "MEMBERSHIP_DATABASE_MAX_CONNECTIONS",

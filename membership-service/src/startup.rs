@@ -21,7 +21,7 @@ use crate::{
     grpc::MembershipGrpc,
     identity::IdentityClient,
     outbox::{Mailer, OutboxRelay},
-    service::Membership,
+    service::{CheckBatcher, Membership},
     store,
 };
 
@@ -69,7 +69,8 @@ impl Application {
     }
 
     pub async fn build_with(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
-        let db = store::connect(&settings.database_url, settings.database_max_connections).await?;
+        let (db, checks) =
+            open_pools(&settings.database_url, settings.database_max_connections).await?;
         if settings.migrate_on_start {
             Migrator::up(&db, None)
                 .await
@@ -87,6 +88,7 @@ impl Application {
         let outbox = Arc::new(Notify::new());
         let membership = Membership::new(
             db.clone(),
+            checks,
             identity,
             settings.policy.clone(),
             PageTokens::new(&settings.page_token_bytes()),
@@ -193,4 +195,19 @@ impl Application {
         tracing::info!("Membership service stopped.");
         result
     }
+}
+
+/// The service's pool and, on PostgreSQL, the permission checks' own
+/// connections: a quarter of `max_connections` (at least one).
+async fn open_pools(
+    url: &str,
+    max_connections: u32,
+) -> anyhow::Result<(sea_orm::DatabaseConnection, Option<CheckBatcher>)> {
+    if !url.starts_with("postgres") {
+        return Ok((store::connect(url, max_connections).await?, None));
+    }
+    let for_checks = (max_connections / 4).max(1);
+    let db = store::connect(url, max_connections.saturating_sub(for_checks).max(1)).await?;
+    let checks = CheckBatcher::start(url, for_checks).context("starting the permission checks")?;
+    Ok((db, Some(checks)))
 }

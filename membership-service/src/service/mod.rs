@@ -12,7 +12,7 @@ mod invitations;
 mod members;
 mod permissions;
 
-pub use permissions::Denial;
+pub use permissions::{CHECK_CONNECTION_NAME, CheckBatcher, Denial};
 mod workspaces;
 
 use std::{sync::Arc, time::Duration};
@@ -78,11 +78,14 @@ struct Inner {
     policy: Policy,
     pages: PageTokens,
     outbox: Arc<Notify>,
+    /// PostgreSQL's batched checks on their own connections; SQLite asks `db`.
+    checks: Option<permissions::CheckBatcher>,
 }
 
 impl Membership {
     pub fn new(
         db: DatabaseConnection,
+        checks: Option<permissions::CheckBatcher>,
         identity: IdentityClient,
         policy: Policy,
         pages: PageTokens,
@@ -95,6 +98,7 @@ impl Membership {
                 policy,
                 pages,
                 outbox,
+                checks,
             }),
         }
     }

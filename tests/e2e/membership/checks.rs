@@ -6,6 +6,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use sea_orm::ConnectionTrait;
+
 use recapp_proto::membership::v1 as pb;
 use recapp_tests::{
     Backend, backend_test,
@@ -162,6 +164,98 @@ async fn many_concurrent_checks_each_get_their_own_answer(backend: Backend) {
     }
 }
 backend_test!(many_concurrent_checks_each_get_their_own_answer);
+
+/// The check connections PostgreSQL sees for the test's database.
+async fn check_connections(db: &sea_orm::DatabaseConnection, terminate: bool) -> i64 {
+    let sql = format!(
+        "SELECT count({}) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = '{}'",
+        if terminate {
+            "pg_terminate_backend(pid)"
+        } else {
+            "*"
+        },
+        membership_service::service::CHECK_CONNECTION_NAME,
+    );
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            sql,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no row"));
+    row.try_get::<i64>("", "n")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// PostgreSQL only: the checks hold their own connections there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_survive_the_database_dropping_their_connections() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    // Arrange: checks have been answered, so their connections are open.
+    let system = TestSystem::spawn(backend).await;
+    let owner = system.person("owner@example.com").await;
+    let ws = system.workspace(&owner, "Acme MSP").await;
+    let user = system
+        .member(&owner, &ws.id, "user@example.com", pb::Role::User)
+        .await;
+    let view = pb::Permission::ViewDashboard;
+    for _ in 0..4 {
+        assert!(
+            check(&system.client, &ws.id, &user.account_id, view)
+                .await
+                .allowed
+        );
+    }
+    let database = system.database.clone();
+    let db = sea_orm::Database::connect(&database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(check_connections(&db, false).await >= 1);
+
+    // Act: the server ends every check connection (as a restart or a
+    // failover would), then checks arrive, at once and one by one.
+    let terminated = check_connections(&db, true).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (client, ws_id, account) = (
+            system.client.clone(),
+            ws.id.clone(),
+            user.account_id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            check(&client, &ws_id, &account, view).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let then = check(
+        &system.client,
+        &ws.id,
+        &user.account_id,
+        pb::Permission::ManageUsers,
+    )
+    .await;
+
+    // Assert: nothing failed, every answer is right, and stopping the
+    // service closes its check connections.
+    assert!(terminated >= 1, "no check connection was open");
+    assert!(answers.iter().all(|a| a.allowed), "{answers:?}");
+    assert!(!then.allowed);
+    assert_eq!(then.denial_reason, "ROLE");
+    system.stop().await;
+    let db = &db;
+    let closed = recapp_tests::eventually(Duration::from_secs(10), move || async move {
+        check_connections(db, false).await == 0
+    })
+    .await;
+    assert!(closed, "check connections outlived the service");
+}
 
 async fn a_token_from_before_enrolling_totp_is_told_to_sign_in_with_the_code(backend: Backend) {
     // Arrange: `late` holds a token issued before enrolling TOTP; the

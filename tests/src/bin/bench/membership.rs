@@ -189,12 +189,14 @@ async fn on_postgres(rows: &mut Vec<Row>, duration: Duration, url: &str) -> anyh
     }
     let sample = Arc::new(sample);
 
-    // CheckPermission vs the same server's health Check, 64 callers each.
+    // CheckPermission vs the same server's health Check, 64 callers each,
+    // alternating in rounds so that a change in the machine's speed falls
+    // on both (a quarter of the time each round, the figures over all).
     let callers = 64;
-    let checks = load(callers, duration, {
+    let check_load = {
         let channel = channel.clone();
         let sample = sample.clone();
-        move |i| {
+        move |i: usize| {
             let mut client = MembershipServiceClient::new(channel.clone());
             let (workspace_id, account_id) = sample[i % sample.len()].clone();
             async move {
@@ -214,11 +216,10 @@ async fn on_postgres(rows: &mut Vec<Row>, duration: Duration, url: &str) -> anyh
                 }
             }
         }
-    })
-    .await?;
-    let echoes = load(callers, duration, {
+    };
+    let echo_load = {
         let channel = channel.clone();
-        move |_| {
+        move |_: usize| {
             let mut client = HealthClient::new(channel.clone());
             async move {
                 client
@@ -229,8 +230,18 @@ async fn on_postgres(rows: &mut Vec<Row>, duration: Duration, url: &str) -> anyh
                 Ok(())
             }
         }
-    })
-    .await?;
+    };
+    const ROUNDS: u32 = 4;
+    let round = duration / ROUNDS;
+    let (mut checks, mut echoes) = (Load::default(), Load::default());
+    for r in 1..=ROUNDS {
+        eprintln!(
+            "membership: round {r}/{ROUNDS}: CheckPermission, then health Check, {round:?} each"
+        );
+        checks.add(load(callers, round, check_load.clone()).await?);
+        echoes.add(load(callers, round, echo_load.clone()).await?);
+    }
+    let (checks, echoes) = (checks.summary(), echoes.summary());
     let ratio = checks.rate / echoes.rate;
     rows.push(Row {
         name: format!("CheckPermission at {callers} callers (PostgreSQL, 10k workspaces, 100k memberships) vs health Check on the same server"),
@@ -311,9 +322,29 @@ async fn on_postgres(rows: &mut Vec<Row>, duration: Duration, url: &str) -> anyh
     Ok(())
 }
 
+#[derive(Default)]
 struct Load {
+    samples: Vec<Duration>,
+    elapsed: Duration,
+}
+
+struct Summary {
     rate: f64,
     p99: Duration,
+}
+
+impl Load {
+    fn add(&mut self, other: Load) {
+        self.samples.extend(other.samples);
+        self.elapsed += other.elapsed;
+    }
+
+    fn summary(mut self) -> Summary {
+        Summary {
+            rate: self.samples.len() as f64 / self.elapsed.as_secs_f64(),
+            p99: percentile(&mut self.samples, 0.99),
+        }
+    }
 }
 
 async fn load<F, Fut>(callers: usize, duration: Duration, make: F) -> anyhow::Result<Load>
@@ -338,14 +369,13 @@ where
             anyhow::Ok(samples)
         }));
     }
-    let mut all = Vec::new();
+    let mut samples = Vec::new();
     for task in tasks {
-        all.extend(task.await??);
+        samples.extend(task.await??);
     }
-    let elapsed = start.elapsed();
     Ok(Load {
-        rate: all.len() as f64 / elapsed.as_secs_f64(),
-        p99: percentile(&mut all, 0.99),
+        samples,
+        elapsed: start.elapsed(),
     })
 }
 
