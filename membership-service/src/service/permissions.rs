@@ -37,7 +37,8 @@ const MAX_BATCH: usize = 256;
 /// Checks waiting for a worker before callers wait to queue.
 const QUEUE: usize = 4096;
 /// A batch's statement (or a connection attempt) that takes longer than
-/// this gives up its connection; the checks in it are answered UNAVAILABLE.
+/// this gives up its connection. A failed batch is tried once more on a new
+/// connection, then its checks are answered UNAVAILABLE.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A member's role, status and the workspace's MFA requirement.
