@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 use sha2::Digest;
@@ -77,10 +77,16 @@ impl Drop for Release {
     }
 }
 
+/// The row of one principal's request id.
+fn key(principal: &str, request_id: &str) -> Condition {
+    Condition::all()
+        .add(idempotency_key::Column::Principal.eq(principal))
+        .add(idempotency_key::Column::RequestId.eq(request_id))
+}
+
 async fn release(db: &DatabaseConnection, principal: String, request_id: String) -> Result<()> {
     idempotency_key::Entity::delete_many()
-        .filter(idempotency_key::Column::Principal.eq(principal))
-        .filter(idempotency_key::Column::RequestId.eq(request_id))
+        .filter(key(&principal, &request_id))
         .filter(idempotency_key::Column::Pending.eq(true))
         .exec(db)
         .await?;
@@ -150,8 +156,7 @@ impl Idempotency {
                         idempotency_key::Column::UpdatedAt,
                         Expr::value(store::ms(now)),
                     )
-                    .filter(idempotency_key::Column::Principal.eq(principal))
-                    .filter(idempotency_key::Column::RequestId.eq(request_id))
+                    .filter(key(&principal, request_id))
                     .exec(&self.db)
                     .await;
                 if let Err(e) = stored {
@@ -225,8 +230,7 @@ impl Idempotency {
                     // The first call died; take its claim over (one winner).
                     let taken = idempotency_key::Entity::update_many()
                         .col_expr(idempotency_key::Column::UpdatedAt, Expr::value(at))
-                        .filter(idempotency_key::Column::Principal.eq(principal))
-                        .filter(idempotency_key::Column::RequestId.eq(request_id))
+                        .filter(key(principal, request_id))
                         .filter(idempotency_key::Column::Pending.eq(true))
                         .filter(idempotency_key::Column::UpdatedAt.eq(stored.updated_at))
                         .exec(&self.db)
